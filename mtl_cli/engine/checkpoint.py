@@ -1,0 +1,60 @@
+"""Checkpoints: written atomically, loaded without executing pickled code."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mtl_cli.errors import UserError
+
+CHECKPOINT_FORMAT = "mtl_cli-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` via a temp file in the same folder and an atomic rename.
+
+    A crash while saving leaves the previous file intact. ``state`` must hold only
+    tensors and plain Python values (the config as a YAML string), so that it loads with
+    ``weights_only=True``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint written by ``save_checkpoint``; refuse anything else with a clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise UserError(
+            f"checkpoint {path} holds objects other than tensors and plain values and was refused "
+            f"(it may be malicious or from another tool); only mtl_cli checkpoints are loaded"
+        ) from exc
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
+        raise UserError(f"checkpoint {path} is truncated or corrupt and cannot be read; use another checkpoint") from exc
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise UserError(f"checkpoint {path} is not an mtl_cli checkpoint")
+    if state.get("version", 0) > CHECKPOINT_VERSION:
+        raise UserError(f"checkpoint {path} was written by a newer mtl_cli (format {state['version']}); upgrade mtl_cli")
+    return state

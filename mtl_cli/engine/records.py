@@ -1,0 +1,78 @@
+"""Run records: metrics.csv (one row per epoch), summary.json and the console summary."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+Metrics = Mapping[str, Mapping[str, float]]
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Write JSON atomically (temp file + rename)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=2, sort_keys=False)
+        handle.write("\n")
+    os.replace(tmp, path)
+
+
+def flatten_metrics(metrics: Metrics, prefix: str = "val/") -> dict[str, float]:
+    """``{"cls": {"accuracy": 0.9}}`` -> ``{"val/cls.accuracy": 0.9}``."""
+    return {f"{prefix}{task}.{name}": value for task, values in metrics.items() for name, value in values.items()}
+
+
+class MetricsLog:
+    """Appends one row per epoch to ``metrics.csv``; the header is fixed by the first row."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.columns: list[str] | None = None
+        if self.path.is_file():
+            with self.path.open(newline="") as handle:
+                self.columns = next(csv.reader(handle), None)
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        if self.columns is None:
+            self.columns = list(row.keys())
+            with self.path.open("w", newline="") as handle:
+                csv.writer(handle).writerow(self.columns)
+        with self.path.open("a", newline="") as handle:
+            csv.DictWriter(handle, fieldnames=self.columns, extrasaction="ignore").writerow(
+                {k: _fmt(v) for k, v in row.items()}
+            )
+
+    def truncate_after(self, epoch: int) -> None:
+        """Drop rows for epochs after ``epoch`` (used when resuming from an earlier checkpoint)."""
+        if not self.path.is_file():
+            return
+        with self.path.open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        kept = [r for r in rows if int(r["epoch"]) <= epoch]
+        with self.path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=self.columns or list(rows[0].keys()))
+            writer.writeheader()
+            writer.writerows(kept)
+
+
+def _fmt(value: Any) -> Any:
+    return f"{value:.6g}" if isinstance(value, float) else value
+
+
+def format_epoch_summary(
+    epoch: int, epochs: int, train_losses: Mapping[str, float], metrics: Metrics, seconds: float
+) -> str:
+    """A short block: the epoch's train losses, then one line of val metrics per task."""
+    total = sum(train_losses.values())
+    losses = ", ".join(f"{t} {v:.4f}" for t, v in train_losses.items())
+    width = max(len(t) for t in metrics) if metrics else 0
+    lines = [f"epoch {epoch}/{epochs}  train loss {total:.4f} ({losses})  {seconds:.1f}s"]
+    for task, values in metrics.items():
+        shown = "  ".join(f"{name} {value:.4f}" for name, value in values.items())
+        lines.append(f"  {task:<{width}}  {shown}")
+    return "\n".join(lines)

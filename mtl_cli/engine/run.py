@@ -1,0 +1,224 @@
+"""One training run from a validated config: build everything, train, write the records."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+
+import mtl_cli
+from mtl_cli.config import task_weights
+from mtl_cli.data import MultiTaskCollate, build_datasets
+from mtl_cli.engine.environment import peak_memory_mb, resolve_device, seed_everything
+from mtl_cli.engine.records import write_json
+from mtl_cli.engine.trainer import Trainer, TrainerSettings
+from mtl_cli.engine.visualize import save_prediction_grid
+from mtl_cli.models import MultiTaskModel, build_model
+from mtl_cli.tasks import Task, build_task
+from mtl_cli.weighting import Weighting, build_weighting
+
+log = logging.getLogger("mtl_cli")
+
+
+@dataclass
+class Components:
+    """Everything a run is built from its config."""
+
+    tasks: list[Task]
+    model: MultiTaskModel
+    weighting: Weighting
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    train_loader: DataLoader
+    val_loader: DataLoader
+    device: torch.device
+
+
+def build_tasks(cfg: DictConfig) -> list[Task]:
+    """The run's tasks, in the config's (canonical) order."""
+    return [
+        build_task(name, OmegaConf.to_container(task_cfg), cfg.data.tasks.get(name))  # type: ignore[arg-type]
+        for name, task_cfg in cfg.tasks.items()
+    ]
+
+
+def build_optimizer(cfg: DictConfig, params: Sequence[dict]) -> torch.optim.Optimizer:
+    """Adam, AdamW or SGD over the given parameter groups."""
+    opt = cfg.optim
+    name = opt.name.value
+    if name == "adam":
+        return torch.optim.Adam(params, lr=opt.lr, weight_decay=opt.weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=opt.lr, weight_decay=opt.weight_decay)
+    return torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
+
+
+def build_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """A per-epoch learning-rate schedule (or none)."""
+    name = cfg.optim.scheduler.value
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.trainer.epochs)
+    if name == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.optim.step_size, gamma=cfg.optim.gamma)
+    return None
+
+
+def build_components(cfg: DictConfig) -> Components:
+    """Build tasks, data, model, weighting, optimiser and scheduler from a validated config."""
+    device = resolve_device(cfg.trainer.device.value)
+    seed_everything(cfg.trainer.seed)
+    tasks = build_tasks(cfg)
+    train_set, val_set = build_datasets(cfg.data, [t.name for t in tasks])
+    model = build_model(cfg, tasks).to(device)
+    weights = task_weights(cfg)
+    hparams = OmegaConf.to_container(cfg.weighting, resolve=True)
+    weighting = build_weighting(cfg.weighting.name, [t.name for t in tasks], [weights[t.name] for t in tasks], hparams)
+    weighting = weighting.to(device)
+    groups = [{"params": list(model.parameters())}]
+    extra = [p for p in weighting.parameters() if p.requires_grad]
+    if extra:
+        groups.append({"params": extra, "weight_decay": 0.0})
+    optimizer = build_optimizer(cfg, groups)
+    scheduler = build_scheduler(cfg, optimizer)
+    collate = MultiTaskCollate(tasks)
+    pin = device.type == "cuda"
+    workers = cfg.trainer.num_workers
+    generator = torch.Generator()
+    train_loader = DataLoader(
+        train_set,
+        batch_size=cfg.trainer.batch_size,
+        shuffle=True,
+        drop_last=len(train_set) > cfg.trainer.batch_size,
+        generator=generator,
+        collate_fn=collate,
+        num_workers=workers,
+        pin_memory=pin,
+        persistent_workers=workers > 0,
+    )
+    val_loader = DataLoader(
+        val_set,
+        batch_size=cfg.trainer.batch_size,
+        shuffle=False,
+        collate_fn=collate,
+        num_workers=workers,
+        pin_memory=pin,
+        persistent_workers=workers > 0,
+    )
+    return Components(tasks, model, weighting, optimizer, scheduler, train_loader, val_loader, device)
+
+
+def trainer_settings(cfg: DictConfig) -> TrainerSettings:
+    t = cfg.trainer
+    return TrainerSettings(
+        epochs=t.epochs,
+        seed=t.seed,
+        max_steps=t.max_steps,
+        log_every_n_steps=t.log_every_n_steps,
+        progress=t.progress,
+        monitor=t.monitor,
+    )
+
+
+def environment_record() -> dict[str, Any]:
+    """Versions of the tool and its main libraries, for the run's summary."""
+    import hydra
+    import torchvision
+
+    return {
+        "mtl_cli": mtl_cli.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "hydra": hydra.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def train_run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Train the run ``cfg`` describes, writing every record into ``run_dir``; return the summary."""
+    started = time.perf_counter()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {
+        "status": "running",
+        "tasks": list(cfg.tasks.keys()),
+        "overrides": list(overrides),
+        "environment": environment_record(),
+    }
+    write_json(run_dir / "summary.json", summary)
+    try:
+        parts = build_components(cfg)
+        log.info(
+            "run %s: tasks %s, %d train / %d val images, device %s",
+            run_dir,
+            "+".join(summary["tasks"]),
+            len(parts.train_loader.dataset),  # type: ignore[arg-type]
+            len(parts.val_loader.dataset),  # type: ignore[arg-type]
+            parts.device,
+        )
+        config_yaml = OmegaConf.to_yaml(cfg)
+        trainer = Trainer(
+            parts.model,
+            parts.tasks,
+            parts.weighting,
+            parts.optimizer,
+            parts.scheduler,
+            parts.train_loader,
+            parts.val_loader,
+            parts.device,
+            trainer_settings(cfg),
+            run_dir=run_dir,
+            checkpoint_extras=lambda: {"config": config_yaml},
+        )
+        state = trainer.fit()
+        _save_pictures(cfg, parts, run_dir)
+    except BaseException as exc:
+        summary.update(status="failed", error=str(exc) or exc.__class__.__name__)
+        summary["wall_time_s"] = time.perf_counter() - started
+        write_json(run_dir / "summary.json", summary)
+        raise
+    summary.update(
+        status="completed",
+        metrics=state.last_metrics,
+        best_metrics=state.best_metrics,
+        best_epoch=state.best_epoch,
+        monitor=f"{trainer.monitor_task}.{trainer.monitor_metric}",
+        epochs=state.epoch,
+        steps=state.step,
+        wall_time_s=time.perf_counter() - started,
+        train_images_per_s=state.train_images / state.train_seconds if state.train_seconds else None,
+        params=parts.model.parameter_counts(),
+        peak_memory_mb=peak_memory_mb(parts.device),
+    )
+    write_json(run_dir / "summary.json", summary)
+    log.info("done in %.1fs; records in %s", summary["wall_time_s"], run_dir)
+    return summary
+
+
+def _save_pictures(cfg: DictConfig, parts: Components, run_dir: Path) -> None:
+    count = cfg.trainer.vis_images
+    if count == 0:
+        return
+    batch = next(iter(parts.val_loader))
+    images = batch["image"][:count]
+    parts.model.eval()
+    with torch.no_grad():
+        preds = parts.model(images.to(parts.device))
+    save_prediction_grid(
+        run_dir / "val_predictions.png",
+        images,
+        {t.name: batch[t.name][:count] for t in parts.tasks},
+        {name: pred.float().cpu() for name, pred in preds.items()},
+        parts.tasks,
+        list(cfg.data.mean),
+        list(cfg.data.std),
+    )
+
+
+__all__ = ["Components", "build_components", "train_run"]

@@ -1,0 +1,143 @@
+"""Backbones by name: a shared feature extractor split into named stages.
+
+Every backbone is a ``Backbone``: a list of stages (``stem``, ``layer1``, ...) applied in
+order, with the number of output channels of each. Sharing architectures cut or copy
+these stages; heads sit on the last one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torchvision
+from torch import Tensor, nn
+
+from mtl_cli.errors import UserError
+
+
+class Backbone(nn.Module):
+    """A feature extractor as an ordered list of named stages."""
+
+    def __init__(self, stages: list[nn.Module], names: list[str], channels: list[int]) -> None:
+        super().__init__()
+        if not (len(stages) == len(names) == len(channels)):
+            raise ValueError("stages, names and channels must have the same length")
+        self.stages = nn.ModuleList(stages)
+        self.stage_names = list(names)
+        self.stage_channels = list(channels)
+
+    @property
+    def out_channels(self) -> int:
+        return self.stage_channels[-1]
+
+    def forward(self, x: Tensor) -> Tensor:
+        for stage in self.stages:
+            x = stage(x)
+        return x
+
+
+def _conv_bn_relu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+def small_cnn(width: int = 32) -> Backbone:
+    """A small, fast CNN for CPU runs: output stride 8, ``4 * width`` channels."""
+    w = width
+    stages = [
+        _conv_bn_relu(3, w, stride=2),
+        nn.Sequential(_conv_bn_relu(w, 2 * w, stride=2), _conv_bn_relu(2 * w, 2 * w)),
+        nn.Sequential(_conv_bn_relu(2 * w, 4 * w, stride=2), _conv_bn_relu(4 * w, 4 * w)),
+    ]
+    return Backbone(stages, ["stem", "layer1", "layer2"], [w, 2 * w, 4 * w])
+
+
+def _resnet(builder: Callable[..., nn.Module]) -> Callable[..., Backbone]:
+    def build(pretrained: str | None = None, **_: object) -> Backbone:
+        net = builder(weights=None)
+        if pretrained:
+            _load_local_weights(net, pretrained)
+        stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+        layers = [net.layer1, net.layer2, net.layer3, net.layer4]
+        channels = [net.conv1.out_channels] + [_last_channels(layer) for layer in layers]
+        return Backbone([stem, *layers], ["stem", "layer1", "layer2", "layer3", "layer4"], channels)
+
+    return build
+
+
+def _mobilenet(builder: Callable[..., nn.Module]) -> Callable[..., Backbone]:
+    def build(pretrained: str | None = None, **_: object) -> Backbone:
+        net = builder(weights=None)
+        if pretrained:
+            _load_local_weights(net, pretrained)
+        return _split_by_stride(list(net.features))
+
+    return build
+
+
+def _last_channels(module: nn.Module) -> int:
+    convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+    return convs[-1].out_channels
+
+
+def _split_by_stride(blocks: list[nn.Module]) -> Backbone:
+    """Group consecutive blocks that share an output resolution into one stage each."""
+    x = torch.zeros(1, 3, 64, 64)
+    groups: list[list[nn.Module]] = []
+    channels: list[int] = []
+    size = None
+    with torch.no_grad():
+        for block in blocks:
+            was_training = block.training
+            block.eval()
+            x = block(x)
+            block.train(was_training)
+            if x.shape[-1] != size:
+                groups.append([])
+                channels.append(0)
+                size = x.shape[-1]
+            groups[-1].append(block)
+            channels[-1] = x.shape[1]
+    names = ["stem"] + [f"layer{i}" for i in range(1, len(groups))]
+    return Backbone([nn.Sequential(*g) for g in groups], names, channels)
+
+
+def _load_local_weights(net: nn.Module, path: str) -> None:
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise UserError(f"backbone.pretrained={path}: no such file; give a local .pth state dict or null")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for unreadable files
+        raise UserError(f"backbone.pretrained={path}: not a readable PyTorch weights file ({exc.__class__.__name__})") from exc
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    own = net.state_dict()
+    matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not matched:
+        raise UserError(f"backbone.pretrained={path}: no tensor in it matches this backbone's layers")
+    net.load_state_dict(matched, strict=False)
+
+
+BACKBONES: dict[str, Callable[..., Backbone]] = {
+    "small_cnn": lambda width=32, **_: small_cnn(width),
+    "resnet18": _resnet(torchvision.models.resnet18),
+    "resnet34": _resnet(torchvision.models.resnet34),
+    "resnet50": _resnet(torchvision.models.resnet50),
+    "mobilenet_v3_small": _mobilenet(torchvision.models.mobilenet_v3_small),
+    "mobilenet_v3_large": _mobilenet(torchvision.models.mobilenet_v3_large),
+}
+
+
+def build_backbone(name: str, pretrained: str | None = None, width: int = 32) -> Backbone:
+    """Build the backbone registered as ``name``."""
+    if name not in BACKBONES:
+        raise UserError(f"unknown backbone '{name}'; known backbones: {', '.join(BACKBONES)}")
+    if name == "small_cnn" and pretrained:
+        raise UserError("backbone.pretrained is not supported for small_cnn (it has no published weights)")
+    return BACKBONES[name](pretrained=pretrained, width=width)

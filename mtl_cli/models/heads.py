@@ -1,0 +1,42 @@
+"""Task heads: global-pool + linear for image-level tasks, a light decoder for dense ones."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class ImageHead(nn.Module):
+    """Global average pooling followed by one linear layer."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(in_channels, out_channels)
+
+    def forward(self, features: Tensor, out_size: tuple[int, int]) -> Tensor:
+        return self.fc(features.mean(dim=(2, 3)))
+
+
+class DenseHead(nn.Module):
+    """Two conv blocks with one 2x upsampling between them, then bilinear up to ``out_size``."""
+
+    def __init__(self, in_channels: int, mid_channels: int, out_channels: int) -> None:
+        super().__init__()
+        half = max(mid_channels // 2, 8)
+        self.block1 = nn.Sequential(
+            nn.Conv2d(in_channels, mid_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(mid_channels),
+            nn.ReLU(inplace=True),
+        )
+        self.block2 = nn.Sequential(
+            nn.Conv2d(mid_channels, half, 3, padding=1, bias=False),
+            nn.BatchNorm2d(half),
+            nn.ReLU(inplace=True),
+        )
+        self.out = nn.Conv2d(half, out_channels, 1)
+
+    def forward(self, features: Tensor, out_size: tuple[int, int]) -> Tensor:
+        x = self.block1(features)
+        x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+        x = self.out(self.block2(x))
+        return F.interpolate(x, size=out_size, mode="bilinear", align_corners=False)
