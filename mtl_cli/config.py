@@ -124,6 +124,7 @@ class TrainerConfig:
     log_every_n_steps: int = 10
     vis_images: int = 4
     progress: bool = True
+    resume: Optional[str] = None
 
 
 @dataclass
@@ -131,6 +132,20 @@ class LossConfig:
     """Static per-task loss weights; a task not named here has weight 1."""
 
     weights: Dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class SweepConfig:
+    """How runs are compared: what a run returns to a sweeper, and its single-task baselines.
+
+    ``objective`` is ``monitor`` (the best value of ``trainer.monitor``), ``delta_m`` (the
+    final metrics against the single-task runs in ``baselines``) or ``<task>.<metric>``
+    (that final validation metric). ``baselines`` lists run or sweep directories holding
+    single-task runs; the multirun report uses them as well.
+    """
+
+    objective: str = "monitor"
+    baselines: List[str] = field(default_factory=list)
 
 
 @dataclass
@@ -145,6 +160,7 @@ class MTLConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
 
 
 def known_task_names() -> list[str]:
@@ -239,7 +255,19 @@ def validate(cfg: DictConfig) -> DictConfig:
         raise UserError(f"optim.lr={cfg.optim.lr}: the learning rate must be > 0")
     if cfg.optim.weight_decay < 0:
         raise UserError(f"optim.weight_decay={cfg.optim.weight_decay}: must be >= 0")
+    _check_objective(cfg.sweep.objective, task_names)
     return cfg
+
+
+def _check_objective(objective: str, task_names: list[str]) -> None:
+    if objective in ("monitor", "delta_m"):
+        return
+    task, dot, metric = objective.partition(".")
+    if not dot or not metric or task not in task_names:
+        raise UserError(
+            f"sweep.objective={objective}: use monitor, delta_m or <task>.<metric> with a task of this run "
+            f"({', '.join(task_names)})"
+        )
 
 
 def _positive(key: str, value: int) -> None:

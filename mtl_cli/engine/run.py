@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,11 +12,15 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-import mtl_cli
+from mtl_cli.commands import resume_command
 from mtl_cli.config import task_weights
 from mtl_cli.data import MultiTaskCollate, build_datasets
 from mtl_cli.engine.environment import peak_memory_mb, resolve_device, seed_everything
+from mtl_cli.engine.evaluate import metric_directions
+from mtl_cli.engine.provenance import environment_record
 from mtl_cli.engine.records import write_json
+from mtl_cli.engine.resume import ResumePoint
+from mtl_cli.engine.signals import TrainingInterrupted
 from mtl_cli.engine.trainer import Trainer, TrainerSettings
 from mtl_cli.engine.visualize import save_prediction_grid
 from mtl_cli.models import MultiTaskModel, build_model
@@ -126,34 +129,34 @@ def trainer_settings(cfg: DictConfig) -> TrainerSettings:
     )
 
 
-def environment_record() -> dict[str, Any]:
-    """Versions of the tool and its main libraries, for the run's summary."""
-    import hydra
-    import torchvision
+def train_run(
+    cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = (), command: str | None = None
+) -> dict[str, Any]:
+    """Train the run ``cfg`` describes, writing every record into ``run_dir``; return the summary.
 
-    return {
-        "mtl_cli": mtl_cli.__version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "hydra": hydra.__version__,
-        "platform": platform.platform(),
-    }
-
-
-def train_run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Train the run ``cfg`` describes, writing every record into ``run_dir``; return the summary."""
+    ``overrides`` (the command-line overrides) and ``command`` (the command line) are recorded
+    for reproduction. With ``trainer.resume`` set, training continues from that checkpoint.
+    On SIGINT/SIGTERM the summary says ``interrupted`` and holds the command that resumes.
+    """
     started = time.perf_counter()
     run_dir.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {
         "status": "running",
         "tasks": list(cfg.tasks.keys()),
         "overrides": list(overrides),
+        "command": command,
+        "config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
         "environment": environment_record(),
     }
     write_json(run_dir / "summary.json", summary)
     try:
+        resume = ResumePoint.load(cfg) if cfg.trainer.resume else None
         parts = build_components(cfg)
+        summary["metric_directions"] = metric_directions(parts.tasks)
+        summary["primary_metrics"] = {t.name: t.primary_metric for t in parts.tasks}
+        if resume is not None:
+            summary["resumed_from"] = {"checkpoint": str(resume.path), "epoch": resume.epoch}
+        write_json(run_dir / "summary.json", summary)
         log.info(
             "run %s: tasks %s, %d train / %d val images, device %s",
             run_dir,
@@ -174,10 +177,17 @@ def train_run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> 
             parts.device,
             trainer_settings(cfg),
             run_dir=run_dir,
-            checkpoint_extras=lambda: {"config": config_yaml},
+            checkpoint_extras=lambda: {"config": config_yaml, "overrides": list(overrides)},
         )
+        if resume is not None:
+            resume.apply(trainer)
         state = trainer.fit()
         _save_pictures(cfg, parts, run_dir)
+    except TrainingInterrupted as exc:
+        summary.update(status="interrupted", error=str(exc), resume_command=resume_command(overrides, run_dir))
+        summary["wall_time_s"] = time.perf_counter() - started
+        write_json(run_dir / "summary.json", summary)
+        raise
     except BaseException as exc:
         summary.update(status="failed", error=str(exc) or exc.__class__.__name__)
         summary["wall_time_s"] = time.perf_counter() - started

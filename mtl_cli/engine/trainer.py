@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -17,6 +17,8 @@ from tqdm import tqdm
 from mtl_cli.engine.checkpoint import save_checkpoint
 from mtl_cli.engine.evaluate import evaluate
 from mtl_cli.engine.records import MetricsLog, flatten_metrics, format_epoch_summary
+from mtl_cli.engine.rng import capture_rng_state, restore_rng_state
+from mtl_cli.engine.signals import StopOnSignal, TrainingInterrupted
 from mtl_cli.errors import UserError
 from mtl_cli.models import MultiTaskModel
 from mtl_cli.tasks import Task
@@ -49,6 +51,38 @@ class TrainState:
     last_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     train_seconds: float = 0.0
     train_images: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)  # the metrics.csv rows so far
+
+    @classmethod
+    def from_dict(cls, saved: Mapping[str, Any]) -> "TrainState":
+        """The state saved in a checkpoint (keys this version does not know are ignored)."""
+        return cls(**{f.name: saved[f.name] for f in fields(cls) if f.name in saved})
+
+
+@dataclass
+class EpochProgress:
+    """The running sums of one epoch; saved when training stops in the middle of it."""
+
+    epoch: int
+    batches: int
+    loss_sum: Tensor
+    weight_sum: Tensor
+    first_bad_step: Tensor
+    images: int = 0
+    seconds: float = 0.0
+
+    @classmethod
+    def start(cls, epoch: int, num_tasks: int, device: torch.device) -> "EpochProgress":
+        zeros = torch.zeros(num_tasks, device=device)
+        first_bad = torch.full((num_tasks,), -1, dtype=torch.long, device=device)
+        return cls(epoch, 0, zeros, zeros.clone(), first_bad)
+
+    @classmethod
+    def from_dict(cls, saved: Mapping[str, Any], device: torch.device) -> "EpochProgress":
+        values = {f.name: saved[f.name] for f in fields(cls)}
+        for name in ("loss_sum", "weight_sum", "first_bad_step"):
+            values[name] = values[name].to(device)
+        return cls(**values)
 
 
 class Trainer:
@@ -86,6 +120,11 @@ class Trainer:
         self.run_dir = run_dir
         self.checkpoint_extras = checkpoint_extras
         self.state = TrainState()
+        self.stop = StopOnSignal()
+        # Set by ``mtl_cli.engine.resume``: a partly done epoch to continue and the RNG state to
+        # restore once the loader is positioned where the checkpoint was taken.
+        self.resume_progress: EpochProgress | None = None
+        self.resume_rng: dict[str, Any] | None = None
         self.monitor_task, self.monitor_metric, self.monitor_higher = self._resolve_monitor(settings.monitor)
         self.metrics_log = MetricsLog(run_dir / "metrics.csv") if run_dir else None
 
@@ -121,26 +160,40 @@ class Trainer:
             sampler.set_epoch(epoch)
         return self.train_loader
 
+    def _epoch_batches(self, epoch: int, skip: int) -> Iterator[Mapping[str, Any]]:
+        """The epoch's batches after the first ``skip`` (loaded, not trained on: same order as unbroken)."""
+        batches = iter(self._epoch_loader(epoch))
+        for _ in range(skip):
+            next(batches)
+        if self.resume_rng is not None:
+            restore_rng_state(self.resume_rng)
+            self.resume_rng = None
+        return batches
+
+    def _take_progress(self, epoch: int) -> EpochProgress:
+        progress = self.resume_progress
+        self.resume_progress = None
+        if progress is not None and progress.epoch == epoch:
+            return progress
+        return EpochProgress.start(epoch, len(self.tasks), self.device)
+
     def train_epoch(self, epoch: int) -> tuple[dict[str, float], dict[str, float]]:
         """One pass over the training data; returns the mean loss and mean weight per task."""
         self.model.train()
-        k = len(self.tasks)
-        loss_sum = torch.zeros(k, device=self.device)
-        weight_sum = torch.zeros(k, device=self.device)
-        first_bad_step = torch.full((k,), -1, dtype=torch.long, device=self.device)
-        steps = 0
+        progress = self._take_progress(epoch)
         needs_features = self.weighting.needs_features
         shared = self.model.shared_parameters()
         max_steps = self.settings.max_steps
         bar = tqdm(
-            self._epoch_loader(epoch),
+            self._epoch_batches(epoch, progress.batches),
+            total=len(self.train_loader),
+            initial=progress.batches,
             desc=f"epoch {epoch}/{self.settings.epochs}",
             disable=None if self.settings.progress else True,  # None: only on a terminal
             leave=False,
             dynamic_ncols=True,
         )
         start = time.perf_counter()
-        images_seen = 0
         for batch in bar:
             images = batch["image"].to(self.device, non_blocking=True)
             valid = batch.get("valid", {})
@@ -163,34 +216,53 @@ class Trainer:
             self.optimizer.step()
 
             detached = losses.detach()
-            loss_sum += detached
-            weight_sum += weights.detach()
-            bad = ~torch.isfinite(detached) & (first_bad_step < 0)
-            first_bad_step = torch.where(bad, torch.full_like(first_bad_step, self.state.step), first_bad_step)
+            progress.loss_sum += detached
+            progress.weight_sum += weights.detach()
+            first_bad = progress.first_bad_step
+            bad = ~torch.isfinite(detached) & (first_bad < 0)
+            progress.first_bad_step = torch.where(bad, torch.full_like(first_bad, self.state.step), first_bad)
             self.state.step += 1
-            steps += 1
-            images_seen += images.shape[0]
+            progress.batches += 1
+            progress.images += images.shape[0]
             at_limit = max_steps is not None and self.state.step >= max_steps
-            if steps % self.settings.log_every_n_steps == 0 or at_limit:
-                self._check_finite(first_bad_step, epoch)
+            if self.stop.requested:
+                self._check_finite(progress.first_bad_step, epoch)  # never save a diverged model
+                progress.seconds += time.perf_counter() - start
+                self._save_and_stop(progress)
+            if progress.batches % self.settings.log_every_n_steps == 0 or at_limit:
+                self._check_finite(progress.first_bad_step, epoch)
                 if self.settings.progress:
-                    means = (loss_sum / steps).tolist()
+                    means = (progress.loss_sum / progress.batches).tolist()
                     bar.set_postfix_str(
                         f"loss {sum(means):.3f} " + " ".join(f"{n} {v:.3f}" for n, v in zip(self.task_names, means))
                     )
             if at_limit:
                 break
         bar.close()
-        self._check_finite(first_bad_step, epoch)
-        self.state.train_seconds += time.perf_counter() - start
-        self.state.train_images += images_seen
-        steps = max(steps, 1)
-        mean_losses = loss_sum / steps
+        self._check_finite(progress.first_bad_step, epoch)
+        self.state.train_seconds += progress.seconds + time.perf_counter() - start
+        self.state.train_images += progress.images
+        steps = max(progress.batches, 1)
+        mean_losses = progress.loss_sum / steps
         self.weighting.epoch_end(mean_losses)
         return (
             dict(zip(self.task_names, mean_losses.tolist())),
-            dict(zip(self.task_names, (weight_sum / steps).tolist())),
+            dict(zip(self.task_names, (progress.weight_sum / steps).tolist())),
         )
+
+    def _save_and_stop(self, progress: EpochProgress | None) -> None:
+        """Called after the step during which a stop signal came: save ``last.pt`` and raise."""
+        assert self.stop.signum is not None
+        checkpoint = None
+        if self.run_dir is not None:
+            checkpoint = self.run_dir / "checkpoints" / "last.pt"
+            if progress is not None:  # mid-epoch: the end-of-epoch last.pt would lose this epoch's steps
+                state = self.checkpoint_state()
+                state["epoch_progress"] = asdict(progress)
+                save_checkpoint(checkpoint, state)
+            elif not checkpoint.is_file():
+                checkpoint = None
+        raise TrainingInterrupted(self.stop.signum, checkpoint)
 
     def _check_finite(self, first_bad_step: Tensor, epoch: int) -> None:
         bad = first_bad_step.tolist()
@@ -204,7 +276,15 @@ class Trainer:
 
     # ----------------------------------------------------------------- the loop
     def fit(self) -> TrainState:
-        """Train until ``epochs`` (or ``max_steps``), validating and checkpointing every epoch."""
+        """Train until ``epochs`` (or ``max_steps``), validating and checkpointing every epoch.
+
+        SIGINT/SIGTERM stop training after the current step with a checkpoint saved and
+        ``TrainingInterrupted`` raised.
+        """
+        with self.stop:
+            return self._fit()
+
+    def _fit(self) -> TrainState:
         start_epoch = self.state.epoch + 1
         for epoch in range(start_epoch, self.settings.epochs + 1):
             started = time.perf_counter()
@@ -219,6 +299,8 @@ class Trainer:
             improved = self._update_best(metrics, epoch)
             log.info(format_epoch_summary(epoch, self.settings.epochs, train_losses, metrics, seconds))
             self._record(epoch, lr, seconds, train_losses, mean_weights, metrics, improved)
+            if self.stop.requested:
+                self._save_and_stop(None)
             if self.settings.max_steps is not None and self.state.step >= self.settings.max_steps:
                 break
         return self.state
@@ -251,6 +333,7 @@ class Trainer:
         row.update({f"train/{t}_loss": v for t, v in train_losses.items()})
         row.update({f"weight/{t}": v for t, v in mean_weights.items()})
         row.update(flatten_metrics(metrics))
+        self.state.history.append(row)
         self.metrics_log.append(row)
         checkpoint = self.checkpoint_state()
         folder = self.run_dir / "checkpoints"
@@ -266,21 +349,10 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "weighting": self.weighting.state_dict(),
-            "train_state": {
-                "epoch": self.state.epoch,
-                "step": self.state.step,
-                "best_value": self.state.best_value,
-                "best_epoch": self.state.best_epoch,
-                "best_metrics": self.state.best_metrics,
-                "last_metrics": self.state.last_metrics,
-                "train_seconds": self.state.train_seconds,
-                "train_images": self.state.train_images,
-            },
-            "rng": {"torch": torch.get_rng_state()},
+            "train_state": asdict(self.state),
+            "rng": capture_rng_state(),
             "tasks": self.task_names,
         }
-        if torch.cuda.is_available():
-            state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
         if self.checkpoint_extras is not None:
             state.update(self.checkpoint_extras())
         return state
