@@ -38,9 +38,8 @@ def hydra_entry(cfg: DictConfig) -> float | None:
         try:
             summary = train_run(typed, run_dir, overrides=overrides, command=command)
         except TrainingInterrupted as exc:
-            where = f"; checkpoint: {exc.checkpoint}" if exc.checkpoint else ""
             print(
-                f"mtl-train: stopped by {exc.signal_name}{where}\nresume with:\n  {resume_command(overrides, run_dir)}",
+                f"mtl-train: {exc}\nresume with:\n  {resume_command(overrides, run_dir)}",
                 file=sys.stderr,
             )
             raise SystemExit(exc.exit_code) from None

@@ -78,14 +78,15 @@ def apply_overrides(saved: DictConfig, overrides: Sequence[str]) -> DictConfig:
     if not overrides:
         return saved
     parsed = OverridesParser.create().parse_overrides(list(overrides))
+    for override in parsed:
+        if override.is_sweep_override():
+            raise UserError(f"{override.input_line}: mtl-eval evaluates one checkpoint; sweeps are not supported")
     saved_task = "task=" + "+".join(saved.tasks.keys())
     has_task = any(o.key_or_group == "task" for o in parsed)
     composed = _compose_overrides(list(overrides) if has_task else [saved_task, *overrides])
     result = OmegaConf.create(OmegaConf.to_container(saved, resolve=True, enum_to_str=True))
     for override in parsed:
         key = override.key_or_group
-        if override.is_sweep_override():
-            raise UserError(f"{override.input_line}: mtl-eval evaluates one checkpoint; sweeps are not supported")
         if key.startswith("hydra."):
             continue
         section = "tasks" if key == "task" else key

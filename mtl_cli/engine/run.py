@@ -23,6 +23,7 @@ from mtl_cli.engine.resume import ResumePoint
 from mtl_cli.engine.signals import TrainingInterrupted
 from mtl_cli.engine.trainer import Trainer, TrainerSettings
 from mtl_cli.engine.visualize import save_prediction_grid
+from mtl_cli.errors import UserError
 from mtl_cli.models import MultiTaskModel, build_model
 from mtl_cli.tasks import Task, build_task
 from mtl_cli.weighting import Weighting, build_weighting
@@ -139,6 +140,8 @@ def train_run(
     On SIGINT/SIGTERM the summary says ``interrupted`` and holds the command that resumes.
     """
     started = time.perf_counter()
+    if (run_dir / "summary.json").exists():  # a second line of defence behind the run-dir guard callback
+        raise UserError(f"{run_dir} already holds an earlier run (summary.json); choose another run directory")
     run_dir.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {
         "status": "running",

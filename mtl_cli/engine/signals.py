@@ -20,11 +20,13 @@ class TrainingInterrupted(BaseException):
     and Hydra's per-job error handling do not swallow it and a sweep stops as a whole.
     """
 
-    def __init__(self, signum: int, checkpoint: Path | None) -> None:
+    def __init__(self, signum: int, checkpoint: Path | None, where: str = "") -> None:
         self.signum = signum
         self.checkpoint = checkpoint
         self.signal_name = signal.Signals(signum).name
-        super().__init__(f"stopped by {self.signal_name}" + (f"; state saved to {checkpoint}" if checkpoint else ""))
+        self.where = where
+        message = f"stopped by {self.signal_name}" + (f" {where}" if where else "")
+        super().__init__(message + (f"; state saved to {checkpoint}" if checkpoint else ""))
 
     @property
     def exit_code(self) -> int:

@@ -262,7 +262,8 @@ class Trainer:
                 save_checkpoint(checkpoint, state)
             elif not checkpoint.is_file():
                 checkpoint = None
-        raise TrainingInterrupted(self.stop.signum, checkpoint)
+        where = f"after epoch {self.state.epoch}" if progress is None else f"in epoch {progress.epoch}"
+        raise TrainingInterrupted(self.stop.signum, checkpoint, f"{where} (step {self.state.step})")
 
     def _check_finite(self, first_bad_step: Tensor, epoch: int) -> None:
         bad = first_bad_step.tolist()

@@ -19,7 +19,7 @@ from mtl_cli.reporting.deltam import (
     match_baselines,
 )
 from mtl_cli.reporting.pareto import plot_pareto
-from mtl_cli.reporting.runs import RunRecord, load_runs
+from mtl_cli.reporting.runs import RunRecord, load_runs, name_runs
 
 DELTA_M = "delta_m"
 MISSING = "—"
@@ -233,6 +233,8 @@ def build_report(
     extra = load_runs(baselines, option="--baselines") if baselines else []
     known = {r.path for r in runs}
     candidates = runs + [r for r in extra if r.path not in known]
+    name_runs(candidates)  # baselines from elsewhere get names that tell them apart ...
+    name_runs(runs)  # ... while the report's own runs keep the short ones
     rows = [compute_delta_m(run, candidates, which) for run in runs]
     metrics, directions = metric_keys(runs, which)
     return Report(rows, swept_keys(runs), metrics, directions, which)

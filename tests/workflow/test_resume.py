@@ -108,7 +108,10 @@ def test_sigkill_after_an_epoch_then_resume_is_bit_identical(tmp_path, reference
     run_cli("mtl_cli.train", [*ARGS, "trainer.resume=killed", "hydra.run.dir=resumed"], cwd=tmp_path)
     resumed = tmp_path / "resumed"
     _assert_same_run(resumed, reference)
-    assert read_summary(resumed)["resumed_from"] == {"checkpoint": str(Path("killed/checkpoints/last.pt")), "epoch": epoch}
+    summary = read_summary(resumed)
+    assert summary["resumed_from"] == {"checkpoint": str(Path("killed/checkpoints/last.pt")), "epoch": epoch}
+    assert summary["command"].startswith("mtl-train ") and summary["command"].endswith("hydra.run.dir=resumed")
+    assert summary["config"]["trainer"]["resume"] == "killed"
     assert {p: p.read_bytes() for p in killed} == killed  # the earlier run directory is untouched
 
 
