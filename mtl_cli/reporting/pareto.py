@@ -6,11 +6,6 @@ import math
 from pathlib import Path
 from typing import Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
 
 def pareto_front(points: Sequence[tuple[float, float]], higher: tuple[bool, bool]) -> list[int]:
     """Indices of the points no other point dominates (NaN points are never on the front).
@@ -41,6 +36,11 @@ def plot_pareto(
     higher: tuple[bool, bool],
 ) -> list[int]:
     """Scatter every run, draw and highlight the front, write a PNG; return the front's indices."""
+    import matplotlib  # imported here: mtl-train loads this module (report callback) but rarely plots
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     front = pareto_front(points, higher)
     fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=100)
     ax.scatter([p[0] for p in points], [p[1] for p in points], color="0.6", label="runs", zorder=2)
