@@ -105,13 +105,12 @@ def test_sigkill_after_an_epoch_then_resume_is_bit_identical(tmp_path, reference
     killed = {p: p.read_bytes() for p in (tmp_path / "killed").rglob("*") if p.is_file() and ".tmp" not in p.name}
     assert read_summary(tmp_path / "killed")["status"] == "running"  # unfinished, as the report lists it
 
-    run_cli("mtl_cli.train", [*ARGS, "trainer.resume=killed", "hydra.run.dir=resumed"], cwd=tmp_path)
+    # Resumed in this process (the CLI path of resume is exercised by the SIGINT test below).
     resumed = tmp_path / "resumed"
+    train_run(compose_cfg(*ARGS[len(TINY):], f"trainer.resume={tmp_path / 'killed'}"), resumed)
     _assert_same_run(resumed, reference)
-    summary = read_summary(resumed)
-    assert summary["resumed_from"] == {"checkpoint": str(Path("killed/checkpoints/last.pt")), "epoch": epoch}
-    assert summary["command"].startswith("mtl-train ") and summary["command"].endswith("hydra.run.dir=resumed")
-    assert summary["config"]["trainer"]["resume"] == "killed"
+    source = str(tmp_path / "killed" / "checkpoints" / "last.pt")
+    assert read_summary(resumed)["resumed_from"] == {"checkpoint": source, "epoch": epoch}
     assert {p: p.read_bytes() for p in killed} == killed  # the earlier run directory is untouched
 
 
@@ -133,6 +132,9 @@ def test_sigint_stops_after_the_step_saves_and_prints_the_resume_command(tmp_pat
 
     run_cli("mtl_cli.train", [*shlex.split(command)[1:], "hydra.run.dir=resumed"], cwd=tmp_path)
     _assert_same_run(tmp_path / "resumed", reference)
+    summary = read_summary(tmp_path / "resumed")
+    assert summary["command"] == f"{command} hydra.run.dir=resumed"
+    assert summary["config"]["trainer"]["resume"] == str(tmp_path / "stopped")
 
 
 @pytest.mark.slow
