@@ -166,11 +166,13 @@ def check_class_labels(array: np.ndarray, path: Path, num_classes: int, ignore_i
     if array.dtype.kind == "f":
         if not np.isfinite(array).all() or not np.array_equal(array, np.round(array)):
             raise DataFileError(f"{path} holds non-integer labels; expected class indices")
-    values = np.unique(array)
-    bad = [v for v in values.tolist() if not (0 <= v < num_classes or v == ignore_index)]
-    if bad:
+    bad = (array < 0) | (array >= num_classes)
+    if ignore_index is not None:
+        bad &= array != ignore_index
+    if bad.any():
         allowed = f"0..{num_classes - 1}" + ("" if ignore_index is None else f" or {ignore_index} (ignore)")
-        raise DataFileError(f"{path} has label value {bad[0]:g} outside the classes; expected {allowed}")
+        value = array[bad].flat[0]
+        raise DataFileError(f"{path} has label value {value:g} outside the classes; expected {allowed}")
 
 
 def sample_indices(count: int, check_files: int) -> Iterable[int]:
