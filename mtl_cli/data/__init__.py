@@ -8,19 +8,15 @@ set, normalisation on both).
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset, RandomSampler, Sampler
 
-from mtl_cli.data.celeba import build_celeba
-from mtl_cli.data.cityscapes import build_cityscapes
 from mtl_cli.data.collate import MultiTaskCollate
-from mtl_cli.data.folder import build_folder
 from mtl_cli.data.labels import LabelSpec, label_specs
-from mtl_cli.data.multimnist import build_multimnist
-from mtl_cli.data.nyuv2 import build_nyuv2
 from mtl_cli.data.transforms import Augment, AugmentSeedSampler, JointTransform, TransformedDataset
 from mtl_cli.errors import UserError
 
@@ -45,13 +41,18 @@ def _shapes(data_cfg: DictConfig, specs: Mapping[str, LabelSpec]) -> "tuple[Data
     return train, val
 
 
+def _lazy(module: str) -> DatasetBuilder:
+    """``mtl_cli.data.<module>.build_<module>``, imported only when that dataset is used."""
+
+    def build(data_cfg: DictConfig, specs: Mapping[str, LabelSpec]) -> "tuple[Dataset, Dataset]":
+        return getattr(importlib.import_module(f"mtl_cli.data.{module}"), f"build_{module}")(data_cfg, specs)
+
+    return build
+
+
 DATASETS: dict[str, DatasetBuilder] = {
     "shapes": _shapes,
-    "nyuv2": build_nyuv2,
-    "cityscapes": build_cityscapes,
-    "celeba": build_celeba,
-    "multimnist": build_multimnist,
-    "folder": build_folder,
+    **{name: _lazy(name) for name in ("nyuv2", "cityscapes", "celeba", "multimnist", "folder")},
 }
 
 

@@ -14,7 +14,6 @@ from typing import Any, Mapping
 
 import numpy as np
 import torch
-import torchvision.transforms.v2.functional as TF
 from PIL import Image
 from torch import Tensor
 
@@ -97,7 +96,7 @@ def image_target(array: np.ndarray) -> Tensor:
 
 def pil_image_target(image: Image.Image) -> Tensor:
     """A decoded RGB image as a float32 ``[3, H, W]`` tensor in [0, 1]."""
-    return TF.pil_to_tensor(image).float().div_(255.0)
+    return torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1).div_(255.0)
 
 
 def label_specs(

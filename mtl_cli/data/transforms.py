@@ -23,7 +23,6 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.v2.functional as TF
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
@@ -149,6 +148,8 @@ class JointTransform:
 
     def jitter(self, image: Tensor, generator: torch.Generator) -> Tensor:
         """Random brightness, contrast, saturation and hue changes (image in [0, 1])."""
+        import torchvision.transforms.v2.functional as TF  # only when jitter is on: keeps start-up light
+
         a = self.augment
         u = (torch.rand(4, generator=generator, dtype=torch.float64) * 2 - 1).tolist()
         if a.brightness:
