@@ -86,10 +86,14 @@ class AugmentConfig:
 class DataConfig:
     """Dataset selection; ``tasks`` holds the per-task facts the dataset provides.
 
-    ``num_train`` / ``num_val``: how many samples to generate (built-in data) or to use
-    from the split (real data; ``null`` = all). ``resize``: ``[H, W]`` every sample is
-    resized to on loading (``null`` keeps the files' resolution). ``check_files``: how
-    many samples per split are fully checked before training starts.
+    ``root``: the dataset's folder. ``num_train`` / ``num_val``: how many samples to
+    generate (built-in data) or to use from the split (real data; ``null`` = all).
+    ``train_split`` / ``val_split``: split names under ``root``. ``resize``: ``[H, W]`` every
+    sample is resized to on loading (``null`` keeps the files' resolution). ``label_set``:
+    Cityscapes' 7 or 19 classes. ``source`` / ``download``: where MultiMNIST takes its digits
+    (``digits`` or ``mnist``) and whether MNIST may be downloaded. ``check_files``: how many
+    samples per split are fully read and checked before training starts. ``mean`` / ``std``:
+    the dataset's normalisation. ``augment``: training augmentation.
     """
 
     name: str = "shapes"
