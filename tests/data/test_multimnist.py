@@ -63,6 +63,7 @@ def test_items_shapes_dtypes_and_real_digit_labels():
     assert len(set(lefts.tolist())) >= 8  # real digits of every class
 
 
+@pytest.mark.slow
 def test_deterministic_in_the_seed():
     a, _ = build(*TASKS)
     b, _ = build(*TASKS)
@@ -71,6 +72,7 @@ def test_deterministic_in_the_seed():
     assert not torch.equal(a.base.image, c.base.image)
 
 
+@pytest.mark.slow
 def test_config_statistics_match_the_generated_images():
     cfg = compose_cfg("data=multimnist", "task=left")
     train, _ = build("data=multimnist", "task=left", "data.num_train=2000", "data.num_val=16")
