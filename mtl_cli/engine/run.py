@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 import mtl_cli
 from mtl_cli.config import task_weights
-from mtl_cli.data import MultiTaskCollate, build_datasets
+from mtl_cli.data import MultiTaskCollate, build_datasets, train_sampler
 from mtl_cli.engine.environment import peak_memory_mb, resolve_device, seed_everything
 from mtl_cli.engine.records import write_json
 from mtl_cli.engine.trainer import Trainer, TrainerSettings
@@ -76,7 +76,9 @@ def build_components(cfg: DictConfig) -> Components:
     device = resolve_device(cfg.trainer.device.value)
     seed_everything(cfg.trainer.seed)
     tasks = build_tasks(cfg)
-    train_set, val_set = build_datasets(cfg.data, [t.name for t in tasks])
+    train_set, val_set = build_datasets(
+        cfg.data, [t.name for t in tasks], {t.name: {**t.settings, "kind": t.kind} for t in tasks}
+    )
     model = build_model(cfg, tasks).to(device)
     weights = task_weights(cfg)
     hparams = OmegaConf.to_container(cfg.weighting, resolve=True)
@@ -95,7 +97,7 @@ def build_components(cfg: DictConfig) -> Components:
     train_loader = DataLoader(
         train_set,
         batch_size=cfg.trainer.batch_size,
-        shuffle=True,
+        sampler=train_sampler(train_set, generator),
         drop_last=len(train_set) > cfg.trainer.batch_size,
         generator=generator,
         collate_fn=collate,
