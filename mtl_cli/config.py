@@ -34,6 +34,22 @@ class Device(enum.Enum):
     cuda = "cuda"
 
 
+class Backend(enum.Enum):
+    """torch.distributed backend; ``auto`` = nccl on CUDA, gloo on CPU."""
+
+    auto = "auto"
+    nccl = "nccl"
+    gloo = "gloo"
+
+
+class BatchNormMode(enum.Enum):
+    """BatchNorm under DDP: per-rank batch statistics, synchronised statistics, or frozen statistics."""
+
+    per_rank = "per_rank"
+    sync = "sync"
+    frozen = "frozen"
+
+
 class OptimizerName(enum.Enum):
     adam = "adam"
     adamw = "adamw"
@@ -124,6 +140,16 @@ class TrainerConfig:
     log_every_n_steps: int = 10
     vis_images: int = 4
     progress: bool = True
+    # scale-out and speed (README "Multi-GPU and multi-node", "Mixed precision and speed")
+    devices: Optional[int] = None
+    backend: Backend = Backend.auto
+    batch_norm: BatchNormMode = BatchNormMode.per_rank
+    precision: str = "32"
+    compile: bool = False
+    channels_last: bool = False
+    accumulate: int = 1
+    grad_clip: Optional[float] = None
+    prefetch_factor: int = 2
 
 
 @dataclass
@@ -229,6 +255,7 @@ def validate(cfg: DictConfig) -> DictConfig:
         _positive("trainer.max_steps", trainer.max_steps)
     if trainer.vis_images < 0:
         raise UserError(f"trainer.vis_images={trainer.vis_images}: must be >= 0")
+    _validate_speed(trainer)
     data = cfg.data
     _positive("data.num_train", data.num_train)
     _positive("data.num_val", data.num_val)
@@ -240,6 +267,21 @@ def validate(cfg: DictConfig) -> DictConfig:
     if cfg.optim.weight_decay < 0:
         raise UserError(f"optim.weight_decay={cfg.optim.weight_decay}: must be >= 0")
     return cfg
+
+
+PRECISIONS = ("32", "bf16", "16")
+
+
+def _validate_speed(trainer: DictConfig) -> None:
+    """Range checks of the scale-out and speed settings of ``trainer``."""
+    if trainer.precision not in PRECISIONS:
+        raise UserError(f"trainer.precision={trainer.precision}: choose one of {', '.join(PRECISIONS)}")
+    _positive("trainer.accumulate", trainer.accumulate)
+    _positive("trainer.prefetch_factor", trainer.prefetch_factor)
+    if trainer.devices is not None:
+        _positive("trainer.devices", trainer.devices)
+    if trainer.grad_clip is not None and not (math.isfinite(trainer.grad_clip) and trainer.grad_clip > 0):
+        raise UserError(f"trainer.grad_clip={trainer.grad_clip}: must be a number > 0 (or null for no clipping)")
 
 
 def _positive(key: str, value: int) -> None:
