@@ -217,10 +217,10 @@ def all_reduce_mean_(tensor: Tensor) -> Tensor:
     return tensor
 
 
-def all_reduce_(tensor: Tensor, op: str) -> Tensor:
-    """``op`` in ``{"sum", "max"}`` over all ranks, in place (identity in one process)."""
+def all_reduce_max_(tensor: Tensor) -> Tensor:
+    """The elementwise maximum over all ranks, in place (identity in one process)."""
     if is_active():
-        dist.all_reduce(tensor, op={"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX}[op])
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return tensor
 
 
@@ -347,7 +347,7 @@ __all__ = [
     "GradientAverager",
     "RankInfo",
     "ShardSampler",
-    "all_reduce_",
+    "all_reduce_max_",
     "all_reduce_mean_",
     "broadcast_object",
     "broadcast_state_",

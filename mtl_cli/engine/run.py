@@ -204,7 +204,7 @@ def train_run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> 
         if ranks.is_main:
             _save_pictures(cfg, parts, run_dir)
         peak = torch.tensor(peak_memory_mb(parts.device), dtype=torch.float64, device=parts.device)
-        distributed.all_reduce_(peak, "max")
+        distributed.all_reduce_max_(peak)
     except BaseException as exc:
         summary.update(status="failed", error=str(exc) or exc.__class__.__name__)
         summary["wall_time_s"] = time.perf_counter() - started

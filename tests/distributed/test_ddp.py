@@ -33,7 +33,7 @@ pytestmark = pytest.mark.slow
 ENTRY = Path(__file__).with_name("ddp_entry.py")
 COMMON = [
     "task=cls+seg",
-    "data.num_train=64",
+    "data.num_train=32",
     "data.num_val=30",
     "data.image_size=32",
     "backbone.width=8",
@@ -87,8 +87,11 @@ def max_param_difference(run_a: Path, run_b: Path) -> float:
     return max(diffs)
 
 
+TOLERANCE = 2e-5  # max parameter difference between the 2-rank and the 1-process run
+
+
 def assert_same_run(two_ranks: Path, one_rank: Path) -> None:
-    assert max_param_difference(two_ranks, one_rank) < 2e-5
+    assert max_param_difference(two_ranks, one_rank) < TOLERANCE
     for got, want in zip(rows(two_ranks), rows(one_rank), strict=True):
         assert got == pytest.approx(want, rel=1e-4, abs=1e-6)  # train losses, weights, val metrics
 
@@ -103,50 +106,64 @@ def evaluate_checkpoint(run_dir: Path, shard: RankInfo | None) -> dict:
     return evaluate(parts.model, loader, parts.tasks, parts.device)
 
 
-def test_two_ranks_of_batch_b_train_like_one_process_of_batch_2b(tmp_path):
-    proc, _ = torchrun([*COMMON, "trainer.batch_size=8"], tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    (run,) = run_dirs(tmp_path)  # one run directory, written by rank 0 only
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["outputs", "tmp"]
-    assert not list((tmp_path / "tmp").glob("mtl_cli_rank*"))  # the other rank's scratch folder is gone
-    for name in (".hydra/config.yaml", "train.log", "metrics.csv", "checkpoints/last.pt", "val_predictions.png"):
-        assert (run / name).is_file(), name
-    assert (run / "train.log").read_text().count("epoch 2/2") == 1
-    summary = read_summary(run)
-    assert summary["status"] == "completed" and summary["world_size"] == 2
-    assert summary["train_images_per_s"] > 0 and summary["peak_memory_mb"] > 0
+SWEEP = ["ew", "test_min_norm", "test_min_norm_local", "test_log_var"]
 
-    reference = reference_run(tmp_path / "one", "trainer.batch_size=16")
-    assert read_summary(reference)["steps"] == summary["steps"] == 8
-    assert_same_run(run, reference)  # validation metrics included
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory) -> dict[str, Path]:
+    """One torchrun sweep (2 ranks, batch 8 per rank, 2 accumulated batches per step) over
+    ``ew``, a per-task-gradient method (two-task MGDA) averaging its per-task gradients
+    through the ``all_reduce_mean_`` hook, the same method without the hook, and a method
+    with learned parameters. Returns ``{weighting: run directory}``."""
+    root = tmp_path_factory.mktemp("ddp")
+    args = ["-m", *COMMON, "trainer.batch_size=8", "trainer.accumulate=2", "hydra.sweep.dir=sweep"]
+    proc, _ = torchrun([*args, f"weighting.name={','.join(SWEEP)}"], root)
+    assert proc.returncode == 0, proc.stderr
+    return {read_summary(d)["overrides"][-1].split("=")[1]: d for d in run_dirs(root)}
+
+
+def reference(tmp_path: Path, monkeypatch, weighting: str) -> Path:
+    """The same run in one process with batch 16."""
+    for name, method in TEST_METHODS.items():
+        monkeypatch.setitem(METHODS, name, method)
+    overrides = ("trainer.batch_size=16", "trainer.accumulate=2", "trainer.vis_images=0", f"weighting.name={weighting}")
+    return reference_run(tmp_path / weighting, *overrides)
+
+
+def test_one_run_directory_per_job_written_by_rank_0(sweep):
+    assert sorted(sweep) == sorted(SWEEP)
+    root = next(iter(sweep.values())).parents[1]
+    assert sorted(p.name for p in root.iterdir()) == ["sweep", "tmp"]
+    assert not list((root / "tmp").glob("mtl_cli_rank*"))  # the other rank's scratch folder is gone
+    for run in sweep.values():
+        for name in (".hydra/config.yaml", "train.log", "metrics.csv", "checkpoints/last.pt", "val_predictions.png"):
+            assert (run / name).is_file(), name
+        assert (run / "train.log").read_text().count("epoch 2/2") == 1  # rank 0 logs, the other rank does not
+        summary = read_summary(run)
+        assert summary["status"] == "completed" and summary["world_size"] == 2 and summary["steps"] == 2
+        assert summary["train_images_per_s"] > 0 and summary["peak_memory_mb"] > 0
+
+
+def test_ew_two_ranks_of_batch_b_train_like_one_process_of_batch_2b(sweep, tmp_path, monkeypatch):
+    run = sweep["ew"]
+    assert_same_run(run, reference(tmp_path, monkeypatch, "ew"))  # validation metrics included
     reported = read_summary(run)["metrics"]
     assert reported == evaluate_checkpoint(run, shard=None)
     assert reported != evaluate_checkpoint(run, shard=RankInfo(rank=0, world_size=2))  # not rank 0's half alone
 
 
-def test_gradient_and_learned_weightings_stay_in_sync_across_ranks(tmp_path, monkeypatch):
-    """A sweep under torchrun: a per-task-gradient method (two-task MGDA) averaging its
-    per-task gradients through the ``all_reduce_mean_`` hook, the same method without the
-    hook (must NOT match), and a method with learned parameters; with accumulation."""
-    sweep = ["trainer.accumulate=2", "hydra.sweep.dir=sweep"]
-    names = ["test_min_norm", "test_min_norm_local", "test_log_var"]
-    proc, _ = torchrun(["-m", *COMMON, *sweep, "trainer.batch_size=8", f"weighting.name={','.join(names)}"], tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    jobs = {read_summary(d)["overrides"][-1].split("=")[1]: d for d in run_dirs(tmp_path / "sweep")}
-    assert sorted(jobs) == sorted(names)
+def test_gradient_method_averages_per_task_gradients_before_combining(sweep, tmp_path, monkeypatch):
+    one_process = reference(tmp_path, monkeypatch, "test_min_norm")
+    assert_same_run(sweep["test_min_norm"], one_process)
+    assert all(0 < row["weight/cls"] < 1 for row in rows(one_process))  # the min-norm weights are not trivial
+    # combining each rank's own gradients gives another (wrong) update
+    assert max_param_difference(sweep["test_min_norm_local"], one_process) > 10 * TOLERANCE
 
-    for name, method in TEST_METHODS.items():
-        monkeypatch.setitem(METHODS, name, method)
-    min_norm = reference_run(tmp_path / "min_norm", "trainer.batch_size=16", "trainer.accumulate=2",
-                             "weighting.name=test_min_norm")
-    log_var = reference_run(tmp_path / "log_var", "trainer.batch_size=16", "trainer.accumulate=2",
-                            "weighting.name=test_log_var")
-    assert_same_run(jobs["test_min_norm"], min_norm)
-    assert_same_run(jobs["test_log_var"], log_var)
-    weights = [row["weight/cls"] for row in rows(min_norm)]
-    assert all(0 < w < 1 for w in weights)  # the min-norm weights are not trivial
-    assert max_param_difference(jobs["test_min_norm_local"], min_norm) > 1e-3
-    learned = load_checkpoint(log_var / "checkpoints" / "last.pt")["weighting"]["log_var"]
+
+def test_learned_weighting_parameters_stay_in_sync(sweep, tmp_path, monkeypatch):
+    one_process = reference(tmp_path, monkeypatch, "test_log_var")
+    assert_same_run(sweep["test_log_var"], one_process)
+    learned = load_checkpoint(one_process / "checkpoints" / "last.pt")["weighting"]["log_var"]
     assert learned.abs().min() > 1e-3  # the learned parameters moved
 
 
@@ -169,6 +186,7 @@ def test_a_failing_rank_stops_every_rank_with_a_clear_message(tmp_path):
     assert "mtl-train: error: rank 1: simulated bad batch on this rank; fix the data" in proc.stderr
     assert "Root Cause" in proc.stderr and "simulated bad batch" in proc.stderr.split("Root Cause", 1)[1]
     assert _processes_in(tmp_path) == []  # no rank left behind
-    (run,) = run_dirs(tmp_path)
+    (run,) = run_dirs(tmp_path)  # one run directory (a single run: hydra.run.dir)
+    assert (run / ".hydra" / "config.yaml").is_file()
     assert read_summary(run)["status"] in {"running", "failed"}
     print(f"failed run stopped after {seconds:.1f}s")
