@@ -23,7 +23,8 @@ register_configs()
 def hydra_entry(cfg: DictConfig) -> float | None:
     """Hydra task function: one training run in Hydra's run (or sweep job) directory."""
     hydra_cfg = HydraConfig.get()
-    with exit_on_user_error("mtl-train", single_run=hydra_cfg.mode == RunMode.RUN), distributed.name_failing_rank("mtl-train"):
+    single_run = hydra_cfg.mode == RunMode.RUN
+    with exit_on_user_error("mtl-train", single_run=single_run), distributed.name_failing_rank("mtl-train"):
         typed = validate(cfg)
         summary = train_run(typed, Path(hydra_cfg.runtime.output_dir), overrides=list(hydra_cfg.overrides.task))
     monitored = summary.get("best_metrics", {})

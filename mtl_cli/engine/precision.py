@@ -45,7 +45,8 @@ class Precision:
             raise UserError(f"trainer.precision={choice}: choose one of {', '.join(_DTYPES)}")
         if choice == "16" and device.type != "cuda":
             raise UserError(
-                "trainer.precision=16 (float16 with loss scaling) needs a CUDA GPU; on CPU use trainer.precision=bf16 or 32"
+                "trainer.precision=16 (float16 with loss scaling) needs a CUDA GPU; "
+                "on CPU use trainer.precision=bf16 or 32"
             )
         if choice == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise UserError("trainer.precision=bf16: this GPU has no bfloat16 support; use trainer.precision=16 or 32")

@@ -83,10 +83,10 @@ def build_components(cfg: DictConfig) -> Components:
     Under torchrun this also joins the process group: each rank gets its shard of the
     data and the model wrapped in DDP.
     """
-    t = cfg.trainer
-    _, device = distributed.setup(t.device.value, t.backend.value, t.devices)
-    precision = Precision.from_config(t.precision, device)
-    seed_everything(t.seed)
+    trainer_cfg = cfg.trainer
+    _, device = distributed.setup(trainer_cfg.device.value, trainer_cfg.backend.value, trainer_cfg.devices)
+    precision = Precision.from_config(trainer_cfg.precision, device)
+    seed_everything(trainer_cfg.seed)
     tasks = build_tasks(cfg)
     train_set, val_set = build_datasets(cfg.data, [t.name for t in tasks])
     model = build_model(cfg, tasks).to(device)
@@ -101,22 +101,30 @@ def build_components(cfg: DictConfig) -> Components:
     optimizer = build_optimizer(cfg, groups)
     scheduler = build_scheduler(cfg, optimizer)
     collate = MultiTaskCollate(tasks)
-    options = loader_options(t.num_workers, t.prefetch_factor, device)
-    sampler = distributed.train_sampler(train_set, t.seed)
+    options = loader_options(trainer_cfg.num_workers, trainer_cfg.prefetch_factor, device)
+    sampler = distributed.train_sampler(train_set, trainer_cfg.seed)
     train_loader = DataLoader(
         train_set,
-        batch_size=t.batch_size,
+        batch_size=trainer_cfg.batch_size,
         sampler=sampler,
-        drop_last=len(sampler) > t.batch_size,
+        drop_last=len(sampler) > trainer_cfg.batch_size,
         generator=torch.Generator(),  # reseeded every epoch; seeds the workers
         collate_fn=collate,
         **options,
     )
     val_loader = DataLoader(
-        val_set, batch_size=t.batch_size, sampler=distributed.ShardSampler(len(val_set)), collate_fn=collate, **options
+        val_set,
+        batch_size=trainer_cfg.batch_size,
+        sampler=distributed.ShardSampler(len(val_set)),
+        collate_fn=collate,
+        **options,
     )
     train_model = training_module(
-        model, device, channels_last=t.channels_last, batch_norm=t.batch_norm.value, compile=t.compile
+        model,
+        device,
+        channels_last=trainer_cfg.channels_last,
+        batch_norm=trainer_cfg.batch_norm.value,
+        compile=trainer_cfg.compile,
     )
     return Components(
         tasks, model, weighting, optimizer, scheduler, train_loader, val_loader, device, train_model, precision
@@ -157,8 +165,8 @@ def train_run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> 
     rank 0 writes records.
     """
     started = time.perf_counter()
-    t = cfg.trainer
-    ranks, _ = distributed.setup(t.device.value, t.backend.value, t.devices)
+    trainer_cfg = cfg.trainer
+    ranks, _ = distributed.setup(trainer_cfg.device.value, trainer_cfg.backend.value, trainer_cfg.devices)
     run_dir = Path(distributed.broadcast_object(str(run_dir)))
     summary: dict[str, Any] = {
         "status": "running",
