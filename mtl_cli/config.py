@@ -36,6 +36,22 @@ class Device(enum.Enum):
     cuda = "cuda"
 
 
+class Backend(enum.Enum):
+    """torch.distributed backend; ``auto`` = nccl on CUDA, gloo on CPU."""
+
+    auto = "auto"
+    nccl = "nccl"
+    gloo = "gloo"
+
+
+class BatchNormMode(enum.Enum):
+    """BatchNorm under DDP: per-rank batch statistics, synchronised statistics, or frozen statistics."""
+
+    per_rank = "per_rank"
+    sync = "sync"
+    frozen = "frozen"
+
+
 class OptimizerName(enum.Enum):
     adam = "adam"
     adamw = "adamw"
@@ -163,6 +179,16 @@ class TrainerConfig:
     log_every_n_steps: int = 10
     vis_images: int = 4
     progress: bool = True
+    # scale-out and speed (README "Multi-GPU and multi-node", "Mixed precision and speed")
+    devices: Optional[int] = None
+    backend: Backend = Backend.auto
+    batch_norm: BatchNormMode = BatchNormMode.per_rank
+    precision: str = "32"
+    compile: bool = False
+    channels_last: bool = False
+    accumulate: int = 1
+    grad_clip: Optional[float] = None
+    prefetch_factor: int = 2
 
 
 @dataclass
@@ -290,6 +316,7 @@ def validate(cfg: DictConfig) -> DictConfig:
         _positive("trainer.max_steps", trainer.max_steps)
     if trainer.vis_images < 0:
         raise UserError(f"trainer.vis_images={trainer.vis_images}: must be >= 0")
+    _validate_speed(trainer)
     _validate_data(cfg.data)
     if not cfg.optim.lr > 0:
         raise UserError(f"optim.lr={cfg.optim.lr}: the learning rate must be > 0")
@@ -317,6 +344,21 @@ def _validate_data(data: DictConfig) -> None:
             raise UserError(f"data.augment.{key}={aug[key]}: must be in [0, 1]")
     if not 0.0 <= aug.hue <= 0.5:
         raise UserError(f"data.augment.hue={aug.hue}: must be in [0, 0.5]")
+
+
+PRECISIONS = ("32", "bf16", "16")
+
+
+def _validate_speed(trainer: DictConfig) -> None:
+    """Range checks of the scale-out and speed settings of ``trainer``."""
+    if trainer.precision not in PRECISIONS:
+        raise UserError(f"trainer.precision={trainer.precision}: choose one of {', '.join(PRECISIONS)}")
+    _positive("trainer.accumulate", trainer.accumulate)
+    _positive("trainer.prefetch_factor", trainer.prefetch_factor)
+    if trainer.devices is not None:
+        _positive("trainer.devices", trainer.devices)
+    if trainer.grad_clip is not None and not (math.isfinite(trainer.grad_clip) and trainer.grad_clip > 0):
+        raise UserError(f"trainer.grad_clip={trainer.grad_clip}: must be a number > 0 (or null for no clipping)")
 
 
 def _positive(key: str, value: int) -> None:

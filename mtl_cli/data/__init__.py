@@ -11,9 +11,8 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable, Mapping, Sequence
 
-import torch
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import Dataset, RandomSampler, Sampler
+from torch.utils.data import Dataset, Sampler
 
 from mtl_cli.data.collate import MultiTaskCollate
 from mtl_cli.data.labels import LabelSpec, label_specs
@@ -86,11 +85,11 @@ def build_datasets(
     return TransformedDataset(train, transform, augment=True), TransformedDataset(val, transform, augment=False)
 
 
-def train_sampler(dataset: Dataset, generator: torch.Generator) -> Sampler:
-    """Shuffling for the training loader: with augmentation seeds when the dataset augments."""
+def with_augment_seeds(dataset: Dataset, sampler: Sampler[int], seed: int) -> Sampler:
+    """The training sampler, its indices paired with augmentation seeds when the dataset augments."""
     if isinstance(dataset, TransformedDataset) and dataset.augment:
-        return AugmentSeedSampler(len(dataset), generator)
-    return RandomSampler(dataset, generator=generator)  # type: ignore[arg-type]
+        return AugmentSeedSampler(sampler, len(dataset), seed)
+    return sampler
 
 
-__all__ = ["DATASETS", "LabelSpec", "MultiTaskCollate", "build_datasets", "train_sampler"]
+__all__ = ["DATASETS", "LabelSpec", "MultiTaskCollate", "build_datasets", "with_augment_seeds"]

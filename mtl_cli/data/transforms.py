@@ -186,20 +186,29 @@ class TransformedDataset(Dataset):
 
 
 class AugmentSeedSampler(Sampler[tuple[int, int]]):
-    """Shuffled sample indices, each paired with a fresh augmentation seed.
+    """Pairs each index of a base sampler with an augmentation seed.
 
-    Order and seeds both come from ``generator`` (which the trainer reseeds every epoch),
-    so the augmentations of an epoch depend on the seed alone, not on worker scheduling.
+    The seed of sample ``i`` in epoch ``e`` depends only on ``(seed, e, i)``, so the
+    augmentations do not depend on worker scheduling, on how the data is sharded across
+    DDP ranks, or on the order the base sampler yields. ``set_epoch`` is passed on to
+    the base sampler (e.g. a ``DistributedSampler``).
     """
 
-    def __init__(self, num_samples: int, generator: torch.Generator) -> None:
+    def __init__(self, base: Sampler[int], num_samples: int, seed: int) -> None:
+        self.base = base
         self.num_samples = num_samples
-        self.generator = generator
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if hasattr(self.base, "set_epoch"):
+            self.base.set_epoch(epoch)
 
     def __len__(self) -> int:
-        return self.num_samples
+        return len(self.base)  # type: ignore[arg-type]
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        order = torch.randperm(self.num_samples, generator=self.generator).tolist()
-        seeds = torch.randint(0, 2**62, (self.num_samples,), generator=self.generator).tolist()
-        return iter(zip(order, seeds))
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        seeds = torch.randint(0, 2**62, (self.num_samples,), generator=generator).tolist()
+        return iter((index, seeds[index]) for index in self.base)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -10,13 +11,17 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from mtl_cli.engine import distributed
 from mtl_cli.engine.checkpoint import save_checkpoint
 from mtl_cli.engine.evaluate import evaluate
+from mtl_cli.engine.precision import Precision
 from mtl_cli.engine.records import MetricsLog, flatten_metrics, format_epoch_summary
+from mtl_cli.engine.speed import memory_format
 from mtl_cli.errors import UserError
 from mtl_cli.models import MultiTaskModel
 from mtl_cli.tasks import Task
@@ -35,6 +40,10 @@ class TrainerSettings:
     log_every_n_steps: int = 10
     progress: bool = True
     monitor: str = "auto"
+    accumulate: int = 1
+    grad_clip: float | None = None
+    channels_last: bool = False
+    freeze_batchnorm: bool = False
 
 
 @dataclass
@@ -57,6 +66,11 @@ class Trainer:
     The per-step work is: forward, one loss per task, ``weighting.backward``, optimiser
     step. Logging reads the running sums only every ``log_every_n_steps`` steps, so the
     step itself never waits on the device.
+
+    ``train_model`` is what the training forward calls (the model wrapped in DDP and/or
+    ``torch.compile``, see ``speed.training_module``); ``model`` itself is evaluated and
+    checkpointed. With ``settings.accumulate = K`` the optimiser steps once every K
+    batches on the mean of their gradients.
     """
 
     def __init__(
@@ -72,8 +86,12 @@ class Trainer:
         settings: TrainerSettings,
         run_dir: Path | None = None,
         checkpoint_extras: Callable[[], Mapping[str, Any]] | None = None,
+        train_model: nn.Module | None = None,
+        precision: Precision | None = None,
     ) -> None:
         self.model = model
+        self.train_model = model if train_model is None else train_model
+        self.precision = Precision(device) if precision is None else precision
         self.tasks = list(tasks)
         self.task_names = [t.name for t in self.tasks]
         self.weighting = weighting
@@ -88,6 +106,21 @@ class Trainer:
         self.state = TrainState()
         self.monitor_task, self.monitor_metric, self.monitor_higher = self._resolve_monitor(settings.monitor)
         self.metrics_log = MetricsLog(run_dir / "metrics.csv") if run_dir else None
+        self._setup_steps()
+
+    def _setup_steps(self) -> None:
+        """What the optimiser step needs: parameter lists and, under DDP, who averages what."""
+        self.memory_format = memory_format(self.settings.channels_last)
+        self.ranks = distributed.current()
+        self.ddp = self.train_model if isinstance(self.train_model, DistributedDataParallel) else None
+        self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        self.weighting_params = [p for p in self.weighting.parameters() if p.requires_grad]
+        # DDP averages the model's gradients in its backward; the trainer averages the
+        # weighting's own parameters, or everything for per-task-gradient methods (which
+        # run without DDP's hooks).
+        per_task = self.weighting.per_task_gradients
+        self.average_gradients = distributed.GradientAverager(self.params if per_task else self.weighting_params)
+        distributed.broadcast_state_(self.weighting)
 
     # ----------------------------------------------------------------- setup
     def _resolve_monitor(self, monitor: str) -> tuple[str, str, bool]:
@@ -122,59 +155,52 @@ class Trainer:
         return self.train_loader
 
     def train_epoch(self, epoch: int) -> tuple[dict[str, float], dict[str, float]]:
-        """One pass over the training data; returns the mean loss and mean weight per task."""
+        """One pass over the training data; returns the mean loss and mean weight per task (over all ranks)."""
         self.model.train()
+        if self.settings.freeze_batchnorm:
+            distributed.freeze_batchnorm_(self.model)
         k = len(self.tasks)
-        loss_sum = torch.zeros(k, device=self.device)
-        weight_sum = torch.zeros(k, device=self.device)
+        sums = torch.zeros(2, k, device=self.device)  # running loss and weight sums
+        loss_sum, weight_sum = sums[0], sums[1]
         first_bad_step = torch.full((k,), -1, dtype=torch.long, device=self.device)
-        steps = 0
+        steps = batches = in_step = 0
         needs_features = self.weighting.needs_features
         shared = self.model.shared_parameters()
         max_steps = self.settings.max_steps
+        loader = self._epoch_loader(epoch)
+        num_batches = len(loader)
         bar = tqdm(
-            self._epoch_loader(epoch),
+            loader,
             desc=f"epoch {epoch}/{self.settings.epochs}",
-            disable=None if self.settings.progress else True,  # None: only on a terminal
+            disable=None if self.settings.progress and self.ranks.is_main else True,  # None: only on a terminal
             leave=False,
             dynamic_ncols=True,
         )
         start = time.perf_counter()
         images_seen = 0
+        self.optimizer.zero_grad(set_to_none=True)
         for batch in bar:
-            images = batch["image"].to(self.device, non_blocking=True)
-            valid = batch.get("valid", {})
-            self.optimizer.zero_grad(set_to_none=True)
-            if needs_features:
-                preds, features = self.model(images, return_features=True)
-            else:
-                preds, features = self.model(images), None
-            losses = torch.stack(
-                [
-                    task.loss(
-                        preds[task.name],
-                        task.to_device(batch[task.name], self.device),
-                        valid[task.name].to(self.device) if task.name in valid else None,
-                    )
-                    for task in self.tasks
-                ]
-            )
-            weights = self.weighting.backward(losses, StepContext(shared, features, self.state.step, epoch))
-            self.optimizer.step()
-
+            batches += 1
+            in_step += 1
+            step_now = in_step == self.settings.accumulate or batches == num_batches
+            losses, weights = self._forward_backward(batch, shared, needs_features, epoch, sync=step_now)
             detached = losses.detach()
             loss_sum += detached
             weight_sum += weights.detach()
             bad = ~torch.isfinite(detached) & (first_bad_step < 0)
             first_bad_step = torch.where(bad, torch.full_like(first_bad_step, self.state.step), first_bad_step)
+            images_seen += batch["image"].shape[0]
+            if not step_now:
+                continue
+            self._optimizer_step(in_step)
+            in_step = 0
             self.state.step += 1
             steps += 1
-            images_seen += images.shape[0]
             at_limit = max_steps is not None and self.state.step >= max_steps
             if steps % self.settings.log_every_n_steps == 0 or at_limit:
                 self._check_finite(first_bad_step, epoch)
-                if self.settings.progress:
-                    means = (loss_sum / steps).tolist()
+                if self.settings.progress and self.ranks.is_main:
+                    means = (loss_sum / batches).tolist()
                     bar.set_postfix_str(
                         f"loss {sum(means):.3f} " + " ".join(f"{n} {v:.3f}" for n, v in zip(self.task_names, means))
                     )
@@ -183,14 +209,55 @@ class Trainer:
         bar.close()
         self._check_finite(first_bad_step, epoch)
         self.state.train_seconds += time.perf_counter() - start
-        self.state.train_images += images_seen
-        steps = max(steps, 1)
-        mean_losses = loss_sum / steps
-        self.weighting.epoch_end(mean_losses)
-        return (
-            dict(zip(self.task_names, mean_losses.tolist())),
-            dict(zip(self.task_names, (weight_sum / steps).tolist())),
-        )
+        self.state.train_images += images_seen * self.ranks.world_size  # every rank sees as many
+        means = distributed.all_reduce_mean_(sums / max(batches, 1))
+        self.weighting.epoch_end(means[0])
+        return dict(zip(self.task_names, means[0].tolist())), dict(zip(self.task_names, means[1].tolist()))
+
+    def _forward_backward(
+        self, batch: Mapping[str, Any], shared: Sequence[nn.Parameter], needs_features: bool, epoch: int, sync: bool
+    ) -> tuple[Tensor, Tensor]:
+        """Forward, losses and the weighting's backward for one batch; returns (losses, weights).
+
+        Under DDP the gradients are averaged over ranks only when ``sync`` (the last batch
+        before an optimiser step), and never by DDP for per-task-gradient methods.
+        """
+        images = batch["image"].to(self.device, non_blocking=True, memory_format=self.memory_format)
+        valid = batch.get("valid", {})
+        per_task = self.weighting.per_task_gradients
+        ddp_sync = self.ddp is None or (sync and not per_task)
+        with contextlib.nullcontext() if ddp_sync else self.ddp.no_sync():  # type: ignore[union-attr]
+            with self.precision.autocast():
+                if needs_features:
+                    preds, features = self.train_model(images, return_features=True)
+                else:
+                    preds, features = self.train_model(images), None
+                losses = torch.stack(
+                    [
+                        task.loss(
+                            preds[task.name],
+                            task.to_device(batch[task.name], self.device),
+                            valid[task.name].to(self.device) if task.name in valid else None,
+                        )
+                        for task in self.tasks
+                    ]
+                ).float()
+            ctx = StepContext(
+                shared, features, self.state.step, epoch, grad_scale=self.precision.grad_scale() if per_task else None
+            )
+            weights = self.weighting.backward(self.precision.scale_gradients(losses), ctx)
+        return losses, weights
+
+    def _optimizer_step(self, batches: int) -> None:
+        """Average the gradients (over ranks, over ``batches`` accumulated batches), clip, step, zero."""
+        self.average_gradients()
+        if batches > 1:
+            torch._foreach_div_([p.grad for p in self.params if p.grad is not None], batches)
+        self.precision.unscale_(self.optimizer, self.weighting_params)
+        if self.settings.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.params, self.settings.grad_clip)
+        self.precision.step(self.optimizer)
+        self.optimizer.zero_grad(set_to_none=True)
 
     def _check_finite(self, first_bad_step: Tensor, epoch: int) -> None:
         bad = first_bad_step.tolist()
@@ -212,7 +279,10 @@ class Trainer:
             train_losses, mean_weights = self.train_epoch(epoch)
             if self.scheduler is not None:
                 self.scheduler.step()
-            metrics = evaluate(self.model, self.val_loader, self.tasks, self.device)
+            distributed.broadcast_state_(self.model, buffers_only=True)  # rank 0's BatchNorm statistics
+            metrics = evaluate(
+                self.model, self.val_loader, self.tasks, self.device, self.precision.autocast, self.memory_format
+            )
             seconds = time.perf_counter() - started
             self.state.epoch = epoch
             self.state.last_metrics = metrics
@@ -276,6 +346,7 @@ class Trainer:
                 "train_seconds": self.state.train_seconds,
                 "train_images": self.state.train_images,
             },
+            "scaler": self.precision.state_dict(),
             "rng": {"torch": torch.get_rng_state()},
             "tasks": self.task_names,
         }

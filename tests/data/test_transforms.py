@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, SequentialSampler, Dataset
 
 from mtl_cli.data.labels import LabelSpec
 from mtl_cli.data.transforms import (
@@ -217,8 +217,8 @@ class _Items(Dataset):
 def _epoch(num_workers: int, seed: int) -> list[torch.Tensor]:
     t = transform(scale=(1.0, 2.0), hflip=True, brightness=0.2)
     data = TransformedDataset(_Items(), t, augment=True)
-    g = torch.Generator().manual_seed(seed)
-    loader = DataLoader(data, batch_size=4, sampler=AugmentSeedSampler(len(data), g), num_workers=num_workers, generator=g)
+    sampler = AugmentSeedSampler(SequentialSampler(data), len(data), seed)
+    loader = DataLoader(data, batch_size=4, sampler=sampler, num_workers=num_workers)
     return [batch["image"] for batch in loader]
 
 
@@ -237,3 +237,15 @@ def test_validation_and_plain_indices_are_not_augmented():
     assert torch.equal(train[3]["image"], plain)
     assert not torch.equal(train[(3, 99)]["image"], plain)
     assert math.isclose(len(train), 12)
+
+
+def test_augment_seeds_do_not_depend_on_sharding():
+    data = list(range(10))
+    whole = AugmentSeedSampler(SequentialSampler(data), len(data), seed=5)
+    halves = [AugmentSeedSampler(list(range(r, 10, 2)), len(data), seed=5) for r in range(2)]  # type: ignore[arg-type]
+    for sampler in (whole, *halves):
+        sampler.set_epoch(3)
+    pairs = dict(whole)
+    assert all(pairs[i] == s for half in halves for i, s in half)
+    whole.set_epoch(4)
+    assert dict(whole) != pairs
