@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,20 +24,17 @@ from mtl_cli.reporting import build_report, write_report
 log = logging.getLogger("mtl_cli")
 
 
-def _launched_by_torchrun() -> bool:
-    """Under torchrun every rank runs Hydra; the distributed launch decides the shared directory."""
-    return "TORCHELASTIC_RUN_ID" in os.environ or "LOCAL_RANK" in os.environ
-
-
 class RunDirGuard(Callback):
-    """Refuse to start a run or sweep in a directory that already holds one."""
+    """Refuse to start a run or sweep in a directory that already holds one.
+
+    Under torchrun the ranks other than 0 run in fresh scratch directories (see
+    ``engine/distributed.py``), so every rank passes this check.
+    """
 
     def __init__(self, prog: str = "mtl-train") -> None:
         self.prog = prog
 
     def _claim(self, config: DictConfig, key: str, marker: str | None, content: str | None = None) -> None:
-        if _launched_by_torchrun():
-            return
         try:
             path = Path(str(OmegaConf.select(config, key, throw_on_missing=True)))
         except OmegaConfBaseException as exc:

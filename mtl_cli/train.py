@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from mtl_cli.cli import exit_on_user_error, run_cli
 from mtl_cli.commands import command_line, resume_command
 from mtl_cli.config import register_configs, validate
+from mtl_cli.engine import distributed
 from mtl_cli.engine.evaluate import metric_directions
 from mtl_cli.engine.objective import Objective
 from mtl_cli.engine.run import build_tasks, train_run
@@ -32,23 +33,23 @@ def hydra_entry(cfg: DictConfig) -> float | None:
     overrides = list(hydra_cfg.overrides.task)
     run_dir = Path(hydra_cfg.runtime.output_dir)
     command = command_line("mtl-train", sys.argv[1:] if single_run else overrides)
-    with exit_on_user_error("mtl-train", single_run=single_run):
+    with exit_on_user_error("mtl-train", single_run=single_run), distributed.name_failing_rank("mtl-train"):
         typed = validate(cfg)
         objective = Objective(typed, metric_directions(build_tasks(typed)))
         try:
             summary = train_run(typed, run_dir, overrides=overrides, command=command)
         except TrainingInterrupted as exc:
-            print(
-                f"mtl-train: {exc}\nresume with:\n  {resume_command(overrides, run_dir)}",
-                file=sys.stderr,
-            )
+            if distributed.current().is_main:
+                print(f"mtl-train: {exc}\nresume with:\n  {resume_command(overrides, run_dir)}", file=sys.stderr)
             raise SystemExit(exc.exit_code) from None
         return objective.value(summary)
 
 
 def main() -> None:
-    """Console-script entry point of ``mtl-train``."""
+    """Console-script entry point of ``mtl-train`` (also every rank's entry under torchrun)."""
+    sys.argv = [sys.argv[0], *distributed.hydra_overrides(sys.argv[1:])]
     run_cli("mtl-train", hydra_entry)
+    distributed.teardown()
 
 
 if __name__ == "__main__":

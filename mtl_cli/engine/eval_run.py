@@ -18,7 +18,6 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.data import DataLoader
 
 from mtl_cli.config import CONFIG_DIR, register_configs, validate
-from mtl_cli.data import MultiTaskCollate
 from mtl_cli.engine.checkpoint import load_checkpoint
 from mtl_cli.engine.evaluate import evaluate, metric_directions
 from mtl_cli.engine.resume import MODEL_KEYS, check_fits, resolve_checkpoint, saved_config
@@ -129,7 +128,7 @@ def evaluate_checkpoint(options: EvalOptions, overrides: Sequence[str] = ()) -> 
             parts.train_loader.dataset,
             batch_size=cfg.trainer.batch_size,
             shuffle=False,
-            collate_fn=MultiTaskCollate(parts.tasks),
+            collate_fn=parts.train_loader.collate_fn,
             num_workers=cfg.trainer.num_workers,
         )
     metrics = evaluate(parts.model, loader, parts.tasks, parts.device)

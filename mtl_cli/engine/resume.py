@@ -162,6 +162,7 @@ class ResumePoint:
             trainer.optimizer.load_state_dict(state["optimizer"])
             if trainer.scheduler is not None and state.get("scheduler") is not None:
                 trainer.scheduler.load_state_dict(state["scheduler"])
+            trainer.precision.load_state_dict(state.get("scaler"))
         except (RuntimeError, KeyError, ValueError) as exc:
             raise UserError(
                 f"checkpoint {self.path} does not fit the model built from its config: "

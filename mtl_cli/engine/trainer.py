@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -10,15 +11,19 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from mtl_cli.engine import distributed
 from mtl_cli.engine.checkpoint import save_checkpoint
 from mtl_cli.engine.evaluate import evaluate
+from mtl_cli.engine.precision import Precision
 from mtl_cli.engine.records import MetricsLog, flatten_metrics, format_epoch_summary
 from mtl_cli.engine.rng import capture_rng_state, restore_rng_state
 from mtl_cli.engine.signals import StopOnSignal, TrainingInterrupted
+from mtl_cli.engine.speed import memory_format
 from mtl_cli.errors import UserError
 from mtl_cli.models import MultiTaskModel
 from mtl_cli.tasks import Task
@@ -37,6 +42,10 @@ class TrainerSettings:
     log_every_n_steps: int = 10
     progress: bool = True
     monitor: str = "auto"
+    accumulate: int = 1
+    grad_clip: float | None = None
+    channels_last: bool = False
+    freeze_batchnorm: bool = False
 
 
 @dataclass
@@ -64,24 +73,23 @@ class EpochProgress:
     """The running sums of one epoch; saved when training stops in the middle of it."""
 
     epoch: int
-    batches: int
-    loss_sum: Tensor
-    weight_sum: Tensor
-    first_bad_step: Tensor
+    batches: int  # loader batches done
+    steps: int  # optimiser steps done
+    sums: Tensor  # [2, tasks]: running loss and weight sums
+    first_bad_step: Tensor  # per task: the first step with a non-finite loss, -1 if none
     images: int = 0
     seconds: float = 0.0
 
     @classmethod
     def start(cls, epoch: int, num_tasks: int, device: torch.device) -> "EpochProgress":
-        zeros = torch.zeros(num_tasks, device=device)
         first_bad = torch.full((num_tasks,), -1, dtype=torch.long, device=device)
-        return cls(epoch, 0, zeros, zeros.clone(), first_bad)
+        return cls(epoch, 0, 0, torch.zeros(2, num_tasks, device=device), first_bad)
 
     @classmethod
     def from_dict(cls, saved: Mapping[str, Any], device: torch.device) -> "EpochProgress":
         values = {f.name: saved[f.name] for f in fields(cls)}
-        for name in ("loss_sum", "weight_sum", "first_bad_step"):
-            values[name] = values[name].to(device)
+        values["sums"] = values["sums"].to(device)
+        values["first_bad_step"] = values["first_bad_step"].to(device)
         return cls(**values)
 
 
@@ -91,6 +99,11 @@ class Trainer:
     The per-step work is: forward, one loss per task, ``weighting.backward``, optimiser
     step. Logging reads the running sums only every ``log_every_n_steps`` steps, so the
     step itself never waits on the device.
+
+    ``train_model`` is what the training forward calls (the model wrapped in DDP and/or
+    ``torch.compile``, see ``speed.training_module``); ``model`` itself is evaluated and
+    checkpointed. With ``settings.accumulate = K`` the optimiser steps once every K
+    batches on the mean of their gradients.
     """
 
     def __init__(
@@ -106,8 +119,12 @@ class Trainer:
         settings: TrainerSettings,
         run_dir: Path | None = None,
         checkpoint_extras: Callable[[], Mapping[str, Any]] | None = None,
+        train_model: nn.Module | None = None,
+        precision: Precision | None = None,
     ) -> None:
         self.model = model
+        self.train_model = model if train_model is None else train_model
+        self.precision = Precision(device) if precision is None else precision
         self.tasks = list(tasks)
         self.task_names = [t.name for t in self.tasks]
         self.weighting = weighting
@@ -127,6 +144,21 @@ class Trainer:
         self.resume_rng: dict[str, Any] | None = None
         self.monitor_task, self.monitor_metric, self.monitor_higher = self._resolve_monitor(settings.monitor)
         self.metrics_log = MetricsLog(run_dir / "metrics.csv") if run_dir else None
+        self._setup_steps()
+
+    def _setup_steps(self) -> None:
+        """What the optimiser step needs: parameter lists and, under DDP, who averages what."""
+        self.memory_format = memory_format(self.settings.channels_last)
+        self.ranks = distributed.current()
+        self.ddp = self.train_model if isinstance(self.train_model, DistributedDataParallel) else None
+        self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        self.weighting_params = [p for p in self.weighting.parameters() if p.requires_grad]
+        # DDP averages the model's gradients in its backward; the trainer averages the
+        # weighting's own parameters, or everything for per-task-gradient methods (which
+        # run without DDP's hooks).
+        per_task = self.weighting.per_task_gradients
+        self.average_gradients = distributed.GradientAverager(self.params if per_task else self.weighting_params)
+        distributed.broadcast_state_(self.weighting)
 
     # ----------------------------------------------------------------- setup
     def _resolve_monitor(self, monitor: str) -> tuple[str, str, bool]:
@@ -178,61 +210,57 @@ class Trainer:
         return EpochProgress.start(epoch, len(self.tasks), self.device)
 
     def train_epoch(self, epoch: int) -> tuple[dict[str, float], dict[str, float]]:
-        """One pass over the training data; returns the mean loss and mean weight per task."""
+        """One pass over the training data; returns the mean loss and mean weight per task (over all ranks)."""
         self.model.train()
+        if self.settings.freeze_batchnorm:
+            distributed.freeze_batchnorm_(self.model)
         progress = self._take_progress(epoch)
+        loss_sum, weight_sum = progress.sums[0], progress.sums[1]
+        in_step = 0
         needs_features = self.weighting.needs_features
         shared = self.model.shared_parameters()
         max_steps = self.settings.max_steps
+        num_batches = len(self.train_loader)
         bar = tqdm(
             self._epoch_batches(epoch, progress.batches),
-            total=len(self.train_loader),
+            total=num_batches,
             initial=progress.batches,
             desc=f"epoch {epoch}/{self.settings.epochs}",
-            disable=None if self.settings.progress else True,  # None: only on a terminal
+            disable=None if self.settings.progress and self.ranks.is_main else True,  # None: only on a terminal
             leave=False,
             dynamic_ncols=True,
         )
         start = time.perf_counter()
+        self.optimizer.zero_grad(set_to_none=True)
         for batch in bar:
-            images = batch["image"].to(self.device, non_blocking=True)
-            valid = batch.get("valid", {})
-            self.optimizer.zero_grad(set_to_none=True)
-            if needs_features:
-                preds, features = self.model(images, return_features=True)
-            else:
-                preds, features = self.model(images), None
-            losses = torch.stack(
-                [
-                    task.loss(
-                        preds[task.name],
-                        task.to_device(batch[task.name], self.device),
-                        valid[task.name].to(self.device) if task.name in valid else None,
-                    )
-                    for task in self.tasks
-                ]
-            )
-            weights = self.weighting.backward(losses, StepContext(shared, features, self.state.step, epoch))
-            self.optimizer.step()
-
+            progress.batches += 1
+            in_step += 1
+            step_now = in_step == self.settings.accumulate or progress.batches == num_batches
+            losses, weights = self._forward_backward(batch, shared, needs_features, epoch, sync=step_now)
             detached = losses.detach()
-            progress.loss_sum += detached
-            progress.weight_sum += weights.detach()
+            loss_sum += detached
+            weight_sum += weights.detach()
             first_bad = progress.first_bad_step
             bad = ~torch.isfinite(detached) & (first_bad < 0)
             progress.first_bad_step = torch.where(bad, torch.full_like(first_bad, self.state.step), first_bad)
+            progress.images += batch["image"].shape[0]
+            if not step_now:
+                continue
+            self._optimizer_step(in_step)
+            in_step = 0
             self.state.step += 1
-            progress.batches += 1
-            progress.images += images.shape[0]
+            progress.steps += 1
             at_limit = max_steps is not None and self.state.step >= max_steps
-            if self.stop.requested:
+            sync_point = progress.steps % self.settings.log_every_n_steps == 0 or at_limit
+            signum = self._stop_signal(sync_point)
+            if signum:
                 self._check_finite(progress.first_bad_step, epoch)  # never save a diverged model
                 progress.seconds += time.perf_counter() - start
-                self._save_and_stop(progress)
-            if progress.batches % self.settings.log_every_n_steps == 0 or at_limit:
+                self._save_and_stop(signum, progress)
+            if sync_point:
                 self._check_finite(progress.first_bad_step, epoch)
-                if self.settings.progress:
-                    means = (progress.loss_sum / progress.batches).tolist()
+                if self.settings.progress and self.ranks.is_main:
+                    means = (loss_sum / progress.batches).tolist()
                     bar.set_postfix_str(
                         f"loss {sum(means):.3f} " + " ".join(f"{n} {v:.3f}" for n, v in zip(self.task_names, means))
                     )
@@ -241,18 +269,73 @@ class Trainer:
         bar.close()
         self._check_finite(progress.first_bad_step, epoch)
         self.state.train_seconds += progress.seconds + time.perf_counter() - start
-        self.state.train_images += progress.images
-        steps = max(progress.batches, 1)
-        mean_losses = progress.loss_sum / steps
-        self.weighting.epoch_end(mean_losses)
-        return (
-            dict(zip(self.task_names, mean_losses.tolist())),
-            dict(zip(self.task_names, (progress.weight_sum / steps).tolist())),
-        )
+        self.state.train_images += progress.images * self.ranks.world_size  # every rank sees as many
+        means = distributed.all_reduce_mean_(progress.sums / max(progress.batches, 1))
+        self.weighting.epoch_end(means[0])
+        return dict(zip(self.task_names, means[0].tolist())), dict(zip(self.task_names, means[1].tolist()))
 
-    def _save_and_stop(self, progress: EpochProgress | None) -> None:
-        """Called after the step during which a stop signal came: save ``last.pt`` and raise."""
-        assert self.stop.signum is not None
+    def _forward_backward(
+        self, batch: Mapping[str, Any], shared: Sequence[nn.Parameter], needs_features: bool, epoch: int, sync: bool
+    ) -> tuple[Tensor, Tensor]:
+        """Forward, losses and the weighting's backward for one batch; returns (losses, weights).
+
+        Under DDP the gradients are averaged over ranks only when ``sync`` (the last batch
+        before an optimiser step), and never by DDP for per-task-gradient methods.
+        """
+        images = batch["image"].to(self.device, non_blocking=True, memory_format=self.memory_format)
+        valid = batch.get("valid", {})
+        per_task = self.weighting.per_task_gradients
+        ddp_sync = self.ddp is None or (sync and not per_task)
+        with contextlib.nullcontext() if ddp_sync else self.ddp.no_sync():  # type: ignore[union-attr]
+            with self.precision.autocast():
+                if needs_features:
+                    preds, features = self.train_model(images, return_features=True)
+                else:
+                    preds, features = self.train_model(images), None
+                losses = torch.stack(
+                    [
+                        task.loss(
+                            preds[task.name],
+                            task.to_device(batch[task.name], self.device),
+                            valid[task.name].to(self.device) if task.name in valid else None,
+                        )
+                        for task in self.tasks
+                    ]
+                ).float()
+            ctx = StepContext(
+                shared, features, self.state.step, epoch, grad_scale=self.precision.grad_scale() if per_task else None
+            )
+            weights = self.weighting.backward(self.precision.scale_gradients(losses), ctx)
+        return losses, weights
+
+    def _optimizer_step(self, batches: int) -> None:
+        """Average the gradients (over ranks, over ``batches`` accumulated batches), clip, step, zero."""
+        self.average_gradients()
+        if batches > 1:
+            torch._foreach_div_([p.grad for p in self.params if p.grad is not None], batches)
+        self.precision.unscale_(self.optimizer, self.weighting_params)
+        if self.settings.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.params, self.settings.grad_clip)
+        self.precision.step(self.optimizer)
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def _stop_signal(self, sync_point: bool) -> int:
+        """The stop signal to act on after this step, 0 for none.
+
+        In one process a signal is acted on at once. Under DDP all ranks must stop after the
+        same step, so they agree (a max over ranks) at sync points only: every
+        ``log_every_n_steps`` steps and at the end of an epoch, never adding a collective to
+        the other steps.
+        """
+        if not self.ranks.distributed:
+            return self.stop.signum or 0
+        if not sync_point:
+            return 0
+        flag = torch.tensor([float(self.stop.signum or 0)], device=self.device)
+        return int(distributed.all_reduce_max_(flag).item())
+
+    def _save_and_stop(self, signum: int, progress: EpochProgress | None) -> None:
+        """After the step during which a stop signal came: save ``last.pt`` (rank 0) and raise."""
         checkpoint = None
         if self.run_dir is not None:
             checkpoint = self.run_dir / "checkpoints" / "last.pt"
@@ -263,7 +346,7 @@ class Trainer:
             elif not checkpoint.is_file():
                 checkpoint = None
         where = f"after epoch {self.state.epoch}" if progress is None else f"in epoch {progress.epoch}"
-        raise TrainingInterrupted(self.stop.signum, checkpoint, f"{where} (step {self.state.step})")
+        raise TrainingInterrupted(signum, checkpoint, f"{where} (step {self.state.step})")
 
     def _check_finite(self, first_bad_step: Tensor, epoch: int) -> None:
         bad = first_bad_step.tolist()
@@ -293,15 +376,19 @@ class Trainer:
             train_losses, mean_weights = self.train_epoch(epoch)
             if self.scheduler is not None:
                 self.scheduler.step()
-            metrics = evaluate(self.model, self.val_loader, self.tasks, self.device)
+            distributed.broadcast_state_(self.model, buffers_only=True)  # rank 0's BatchNorm statistics
+            metrics = evaluate(
+                self.model, self.val_loader, self.tasks, self.device, self.precision.autocast, self.memory_format
+            )
             seconds = time.perf_counter() - started
             self.state.epoch = epoch
             self.state.last_metrics = metrics
             improved = self._update_best(metrics, epoch)
             log.info(format_epoch_summary(epoch, self.settings.epochs, train_losses, metrics, seconds))
             self._record(epoch, lr, seconds, train_losses, mean_weights, metrics, improved)
-            if self.stop.requested:
-                self._save_and_stop(None)
+            signum = self._stop_signal(sync_point=True)
+            if signum:
+                self._save_and_stop(signum, None)
             if self.settings.max_steps is not None and self.state.step >= self.settings.max_steps:
                 break
         return self.state
@@ -351,6 +438,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "weighting": self.weighting.state_dict(),
             "train_state": asdict(self.state),
+            "scaler": self.precision.state_dict(),
             "rng": capture_rng_state(),
             "tasks": self.task_names,
         }
