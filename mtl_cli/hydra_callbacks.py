@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,8 @@ class MultirunReport(Callback):
         self._pending: tuple[Path, list[str]] | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 writes records
+            return
         try:
             sweep_dir = Path(str(OmegaConf.select(config, "hydra.sweep.dir", throw_on_missing=True)))
         except OmegaConfBaseException as exc:

@@ -37,17 +37,17 @@ class TrainingInterrupted(BaseException):
 class StopOnSignal:
     """While active, SIGINT/SIGTERM only record a stop request in ``signum``; a second one aborts.
 
-    The training loop polls ``requested`` once per step (a plain attribute read, no system
+    The training loop polls ``signum`` once per step (a plain attribute read, no system
     call). Outside the main thread, where Python cannot install handlers, it does nothing.
+    Under torchrun the agent passes the signal it receives on to every worker, which then
+    gets it twice (a Ctrl-C reaches the whole process group); there the agent escalates
+    (SIGKILL after its timeout) and a repeated signal does not abort.
     """
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.second_aborts = "TORCHELASTIC_RUN_ID" not in os.environ
         self._previous: dict[int, Any] = {}
-
-    @property
-    def requested(self) -> bool:
-        return self.signum is not None
 
     def __enter__(self) -> "StopOnSignal":
         if threading.current_thread() is threading.main_thread():
@@ -65,8 +65,9 @@ class StopOnSignal:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is not None:  # the second signal: give up waiting, behave as without us
-            self._restore()
-            os.kill(os.getpid(), signum)
+            if self.second_aborts:
+                self._restore()
+                os.kill(os.getpid(), signum)
             return
         self.signum = signum
         print(

@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import shlex
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import TINY, read_summary, run_cli
+from conftest import REPO, TINY, cli_env, read_summary, run_cli
 from mtl_cli.engine.checkpoint import load_checkpoint
 from mtl_cli.engine.resume import ResumePoint
 from mtl_cli.engine.run import train_run
@@ -27,13 +30,21 @@ COMPARED = ("metrics", "best_metrics", "best_epoch", "epochs", "steps", "monitor
 def test_stop_on_signal_records_the_first_signal_and_aborts_on_the_second():
     previous = signal.getsignal(signal.SIGTERM)
     with StopOnSignal() as stop:
-        assert not stop.requested
+        assert stop.signum is None
         os.kill(os.getpid(), signal.SIGTERM)
-        assert stop.requested and stop.signum == signal.SIGTERM
+        assert stop.signum == signal.SIGTERM
         with pytest.raises(KeyboardInterrupt):  # second signal: the previous (default) handling
             os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGTERM) is previous
     assert TrainingInterrupted(signal.SIGINT, None).exit_code == 130
+
+
+def test_under_torchrun_a_repeated_signal_does_not_abort(monkeypatch):
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "test")
+    with StopOnSignal() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)  # the agent passes on what the worker also got itself
+        assert stop.signum == signal.SIGINT
 
 
 def test_signal_mid_epoch_saves_and_resume_equals_uninterrupted(tmp_path, monkeypatch):
@@ -135,6 +146,34 @@ def test_sigint_stops_after_the_step_saves_and_prints_the_resume_command(tmp_pat
     summary = read_summary(tmp_path / "resumed")
     assert summary["command"] == f"{command} hydra.run.dir=resumed"
     assert summary["config"]["trainer"]["resume"] == str(tmp_path / "stopped")
+
+
+@pytest.mark.slow
+def test_ranks_agree_on_stopping_under_torchrun(tmp_path):
+    (tmp_path / "tmp").mkdir()
+    env = {**cli_env(), "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path / "tmp")}
+    args = [*ARGS, "data.num_train=512", "trainer.batch_norm=frozen", "trainer.log_every_n_steps=2", "hydra.run.dir=ddp"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+         str(REPO / "mtl_cli" / "train.py"), *args],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    log = tmp_path / "ddp" / "train.log"
+    try:
+        wait_for(lambda: log.is_file() and "epoch 1/3" in log.read_text(), what="the end of epoch 1")
+        time.sleep(0.1)  # most likely inside epoch 2 (16 steps per rank)
+        os.killpg(proc.pid, signal.SIGTERM)  # every process of the job, as SLURM or a terminal does
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode != 0
+    assert stderr.count("resume with:") == 1, stderr  # rank 0 saves and says so
+    summary = read_summary(tmp_path / "ddp")
+    assert summary["status"] == "interrupted" and summary["world_size"] == 2
+    state = load_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.pt")
+    progress = state.get("epoch_progress")
+    assert progress is None or progress["steps"] % 2 == 0  # the ranks agree at sync points (every 2 steps)
 
 
 @pytest.mark.slow
