@@ -20,7 +20,7 @@ from mtl_cli.engine.run import train_run
 from mtl_cli.engine.rundir import claim_directory
 from mtl_cli.engine.signals import StopOnSignal, TrainingInterrupted
 from mtl_cli.errors import UserError
-from wf_helpers import compose_cfg, csv_rows, make_trainer, same_weights, start_train, wait_for
+from wf_helpers import compose_cfg, csv_rows, make_trainer, one_thread, same_weights, start_train, wait_for  # noqa: F401
 
 # 8 steps per epoch, so a signal sent after epoch 1 lands in the middle of training.
 ARGS = [*TINY, "data.num_train=128", "trainer.epochs=3", "optim.lr=0.01", "trainer.vis_images=0", "trainer.progress=false"]
