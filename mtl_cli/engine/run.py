@@ -21,6 +21,7 @@ from mtl_cli.engine.records import write_json
 from mtl_cli.engine.trainer import Trainer, TrainerSettings
 from mtl_cli.engine.visualize import save_prediction_grid
 from mtl_cli.models import MultiTaskModel, build_model
+from mtl_cli.relation.learner import build_relation
 from mtl_cli.tasks import Task, build_task
 from mtl_cli.weighting import Weighting, build_weighting
 
@@ -163,6 +164,7 @@ def train_run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> 
             parts.device,
         )
         config_yaml = OmegaConf.to_yaml(cfg)
+        relation = build_relation(cfg, parts.model, run_dir)
         trainer = Trainer(
             parts.model,
             parts.tasks,
@@ -175,8 +177,10 @@ def train_run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> 
             trainer_settings(cfg),
             run_dir=run_dir,
             checkpoint_extras=lambda: {"config": config_yaml},
+            relation=relation,
         )
         state = trainer.fit()
+        parts.model.save_records(run_dir)
         _save_pictures(cfg, parts, run_dir)
     except BaseException as exc:
         summary.update(status="failed", error=str(exc) or exc.__class__.__name__)
@@ -196,6 +200,8 @@ def train_run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> 
         params=parts.model.parameter_counts(),
         peak_memory_mb=peak_memory_mb(parts.device),
     )
+    if relation is not None:
+        summary["relations"] = relation.summary()
     write_json(run_dir / "summary.json", summary)
     log.info("done in %.1fs; records in %s", summary["wall_time_s"], run_dir)
     return summary

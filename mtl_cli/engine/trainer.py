@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -19,6 +20,7 @@ from mtl_cli.engine.evaluate import evaluate
 from mtl_cli.engine.records import MetricsLog, flatten_metrics, format_epoch_summary
 from mtl_cli.errors import UserError
 from mtl_cli.models import MultiTaskModel
+from mtl_cli.relation.learner import TaskRelation
 from mtl_cli.tasks import Task
 from mtl_cli.weighting import StepContext, Weighting
 
@@ -72,6 +74,7 @@ class Trainer:
         settings: TrainerSettings,
         run_dir: Path | None = None,
         checkpoint_extras: Callable[[], Mapping[str, Any]] | None = None,
+        relation: TaskRelation | None = None,
     ) -> None:
         self.model = model
         self.tasks = list(tasks)
@@ -85,6 +88,7 @@ class Trainer:
         self.settings = settings
         self.run_dir = run_dir
         self.checkpoint_extras = checkpoint_extras
+        self.relation = relation
         self.state = TrainState()
         self.monitor_task, self.monitor_metric, self.monitor_higher = self._resolve_monitor(settings.monitor)
         self.metrics_log = MetricsLog(run_dir / "metrics.csv") if run_dir else None
@@ -149,17 +153,15 @@ class Trainer:
                 preds, features = self.model(images, return_features=True)
             else:
                 preds, features = self.model(images), None
-            losses = torch.stack(
-                [
-                    task.loss(
-                        preds[task.name],
-                        task.to_device(batch[task.name], self.device),
-                        valid[task.name].to(self.device) if task.name in valid else None,
-                    )
-                    for task in self.tasks
-                ]
-            )
+            targets = {task.name: task.to_device(batch[task.name], self.device) for task in self.tasks}
+            masks = {name: mask.to(self.device) for name, mask in valid.items()}
+            batch_losses = functools.partial(self._task_losses, targets=targets, masks=masks)
+            losses = batch_losses(preds)
+            if self.relation is not None:
+                self.relation.before_backward(self.state.step, images, losses, batch_losses)
             weights = self.weighting.backward(losses, StepContext(shared, features, self.state.step, epoch))
+            if self.relation is not None:
+                self.relation.after_backward()
             self.optimizer.step()
 
             detached = losses.detach()
@@ -187,10 +189,18 @@ class Trainer:
         steps = max(steps, 1)
         mean_losses = loss_sum / steps
         self.weighting.epoch_end(mean_losses)
+        if self.relation is not None:
+            self.relation.epoch_end(epoch)
         return (
             dict(zip(self.task_names, mean_losses.tolist())),
             dict(zip(self.task_names, (weight_sum / steps).tolist())),
         )
+
+    def _task_losses(
+        self, preds: Mapping[str, Tensor], targets: Mapping[str, Tensor], masks: Mapping[str, Tensor]
+    ) -> Tensor:
+        """Every task's loss on one batch, in task order."""
+        return torch.stack([task.loss(preds[task.name], targets[task.name], masks.get(task.name)) for task in self.tasks])
 
     def _check_finite(self, first_bad_step: Tensor, epoch: int) -> None:
         bad = first_bad_step.tolist()
