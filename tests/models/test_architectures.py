@@ -30,10 +30,12 @@ def test_trains_a_few_steps_with_task_shapes(arch, combo):
         assert features.shape[0] == 4
         task_losses = losses(net, preds, data)
         assert torch.isfinite(task_losses).all()
-        # Every task's prediction is computed from the shared features (feature-level methods).
+        # Every task's prediction is computed from the shared features (feature-level methods)
+        # and reaches every shared parameter (parameter-level methods need no allow_unused).
         for i, name in enumerate(combo):
             (grad,) = torch.autograd.grad(task_losses[i], features, retain_graph=True)
             assert grad.abs().sum() > 0, name
+            torch.autograd.grad(task_losses[i], net.shared_parameters(), retain_graph=True)
         task_losses.sum().backward()
         optimizer.step()
     changed = [n for n, p in net.named_parameters() if not torch.equal(p, before[n])]
@@ -70,7 +72,13 @@ def test_shared_weights_keeps_only_output_projections_per_task():
     width = net.decoder.out_channels
     counts = net.parameter_counts()
     assert counts["seg"] == width * 5 + 5 and counts["depth"] == width * 1 + 1
-    assert counts["cls"] == 32 * 4 + 4  # linear layer on the pooled backbone output (4 * width channels)
+    assert counts["cls"] == width * 4 + 4  # linear layer on the pooled decoder output
+    # Every task reads the whole shared network, so no shared parameter is unused by a task.
+    data = batch(("cls", "seg", "depth"))
+    task_losses = losses(net, net(data["image"]), data)
+    for i in range(3):
+        grads = torch.autograd.grad(task_losses[i], net.shared_parameters(), retain_graph=True)
+        assert all(g.abs().sum() > 0 for g in grads)
 
 
 def test_cross_stitch_at_identity_is_independent_columns():

@@ -3,7 +3,8 @@
 Every backbone stage is split into its inner part and its last block. For stage s the
 shared network gives the inner features u_s and the stage output p_s; task t's attention
 module turns ``[u_s, g_t(a_t(s-1))]`` into a sigmoid mask and keeps ``a_t(s) = mask * p_s``,
-where ``g_t`` (3x3 conv) carries the task's previous attended features to this stage.
+where ``g_t`` (average pooling to the stage's resolution, then a 3x3 conv) carries the
+task's previous attended features to this stage.
 The task's head reads ``a_t(last stage)``.
 """
 
@@ -70,8 +71,8 @@ class TaskAttention(nn.Module):
         """The task's attended features at stage ``s`` (all resized to ``output``'s resolution)."""
         size = output.shape[-2:]
         x = _resize(inner, size)
-        if previous is not None:
-            x = torch.cat([x, _resize(self.carries[s - 1](previous), size)], dim=1)
+        if previous is not None:  # pooled first, so the carry's conv runs at the smaller resolution
+            x = torch.cat([x, self.carries[s - 1](_resize(previous, size))], dim=1)
         return self.masks[s](x) * output
 
 

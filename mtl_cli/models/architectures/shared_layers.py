@@ -24,10 +24,10 @@ class SharedLayersModel(MultiTaskModel):
     """Stages up to ``branch_at`` are shared; later stages are copied per task; one head per task.
 
     Shared features: the trunk's output (the input of every task's branch). With the
-    decoder shared, dense tasks read the one decoder's output and image-level tasks the
-    globally pooled trunk output (a parameter-free pooled branch), each through its own
-    output projection. The shared decoder is as wide as the widest
-    ``tasks.<t>.head_channels`` of the dense tasks.
+    decoder shared (and at least one dense task) every task reads the decoder's output:
+    dense tasks through a 1x1 convolution, image-level tasks through global average
+    pooling and a linear layer; the shared features are then the decoder's output. The
+    shared decoder is as wide as the widest ``tasks.<t>.head_channels`` of the dense tasks.
     """
 
     per_task_modules = ("branches", "heads")
@@ -35,7 +35,6 @@ class SharedLayersModel(MultiTaskModel):
     def __init__(self, make_backbone: BackboneFactory, tasks: list[Task], branch_at: str | int | None = None) -> None:
         super().__init__()
         self.task_names = [t.name for t in tasks]
-        self.dense = {t.name: t.dense for t in tasks}
         backbone = make_backbone()
         stages = len(backbone.stage_names)
         cut = resolve_branch([*backbone.stage_names, DECODER], branch_at, default=stages)
@@ -51,19 +50,17 @@ class SharedLayersModel(MultiTaskModel):
             width = self.decoder.out_channels
             self.heads = nn.ModuleDict(
                 {
-                    t.name: DenseProjection(width, t.out_channels) if t.dense else ImageHead(channels, t.out_channels)
+                    t.name: DenseProjection(width, t.out_channels) if t.dense else ImageHead(width, t.out_channels)
                     for t in tasks
                 }
             )
 
     def forward(self, images: Tensor, return_features: bool = False):  # type: ignore[override]
         features = self.trunk(images)
+        if self.decoder is not None:
+            features = self.decoder(features)
         size = (images.shape[-2], images.shape[-1])
-        decoded = self.decoder(features) if self.decoder is not None else None
-        preds = {}
-        for name in self.task_names:
-            x = decoded if decoded is not None and self.dense[name] else self.branches[name](features)
-            preds[name] = self.heads[name](x, size)
+        preds = {name: self.heads[name](self.branches[name](features), size) for name in self.task_names}
         return (preds, features) if return_features else preds
 
 
