@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import platform
 import time
@@ -129,17 +130,13 @@ def trainer_settings(cfg: DictConfig) -> TrainerSettings:
 
 def environment_record() -> dict[str, Any]:
     """Versions of the tool and its main libraries, for the run's summary."""
-    import hydra
-    import torchvision
-
-    return {
-        "mtl_cli": mtl_cli.__version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "hydra": hydra.__version__,
-        "platform": platform.platform(),
-    }
+    record = {"mtl_cli": mtl_cli.__version__, "python": platform.python_version(), "platform": platform.platform()}
+    for package in ("torch", "torchvision", "hydra-core", "omegaconf", "numpy"):
+        try:
+            record[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            record[package] = None
+    return record
 
 
 def train_run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict[str, Any]:

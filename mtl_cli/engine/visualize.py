@@ -5,15 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import matplotlib
+import numpy as np
+import torch
+from torch import Tensor
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import Tensor  # noqa: E402
-
-from mtl_cli.tasks import Task  # noqa: E402
+from mtl_cli.tasks import Task
 
 
 def _to_picture(task: Task, value: Tensor) -> tuple[np.ndarray, dict]:
@@ -51,6 +47,11 @@ def save_prediction_grid(
 
     Image-level tasks are written into the image's title. ``preds`` are raw head outputs.
     """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     dense = [t for t in tasks if t.dense]
     rows, cols = images.shape[0], 1 + 2 * len(dense)
     fig, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 2.0 * rows), squeeze=False)

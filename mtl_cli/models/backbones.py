@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torchvision
 from torch import Tensor, nn
 
 from mtl_cli.errors import UserError
@@ -59,9 +58,16 @@ def small_cnn(width: int = 32) -> Backbone:
     return Backbone(stages, ["stem", "layer1", "layer2"], [w, 2 * w, 4 * w])
 
 
-def _resnet(builder: Callable[..., nn.Module]) -> Callable[..., Backbone]:
+def _torchvision_model(name: str) -> nn.Module:
+    """``torchvision.models.<name>(weights=None)``; torchvision is imported only when needed."""
+    import torchvision
+
+    return getattr(torchvision.models, name)(weights=None)
+
+
+def _resnet(name: str) -> Callable[..., Backbone]:
     def build(pretrained: str | None = None, **_: object) -> Backbone:
-        net = builder(weights=None)
+        net = _torchvision_model(name)
         if pretrained:
             _load_local_weights(net, pretrained)
         stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
@@ -72,9 +78,9 @@ def _resnet(builder: Callable[..., nn.Module]) -> Callable[..., Backbone]:
     return build
 
 
-def _mobilenet(builder: Callable[..., nn.Module]) -> Callable[..., Backbone]:
+def _mobilenet(name: str) -> Callable[..., Backbone]:
     def build(pretrained: str | None = None, **_: object) -> Backbone:
-        net = builder(weights=None)
+        net = _torchvision_model(name)
         if pretrained:
             _load_local_weights(net, pretrained)
         return _split_by_stride(list(net.features))
@@ -128,11 +134,11 @@ def _load_local_weights(net: nn.Module, path: str) -> None:
 
 BACKBONES: dict[str, Callable[..., Backbone]] = {
     "small_cnn": lambda width=32, **_: small_cnn(width),
-    "resnet18": _resnet(torchvision.models.resnet18),
-    "resnet34": _resnet(torchvision.models.resnet34),
-    "resnet50": _resnet(torchvision.models.resnet50),
-    "mobilenet_v3_small": _mobilenet(torchvision.models.mobilenet_v3_small),
-    "mobilenet_v3_large": _mobilenet(torchvision.models.mobilenet_v3_large),
+    "resnet18": _resnet("resnet18"),
+    "resnet34": _resnet("resnet34"),
+    "resnet50": _resnet("resnet50"),
+    "mobilenet_v3_small": _mobilenet("mobilenet_v3_small"),
+    "mobilenet_v3_large": _mobilenet("mobilenet_v3_large"),
 }
 
 

@@ -72,7 +72,7 @@ def test_shared_weights_keeps_only_output_projections_per_task():
     width = net.decoder.out_channels
     counts = net.parameter_counts()
     assert counts["seg"] == width * 5 + 5 and counts["depth"] == width * 1 + 1
-    assert counts["cls"] == width * 4 + 4  # linear layer on the pooled decoder output
+    assert counts["cls"] == 2 * width * 4 + 4  # linear layer on the avg+max pooled decoder output
     # Every task reads the whole shared network, so no shared parameter is unused by a task.
     data = batch(("cls", "seg", "depth"))
     task_losses = losses(net, net(data["image"]), data)

@@ -25,8 +25,8 @@ class SharedLayersModel(MultiTaskModel):
 
     Shared features: the trunk's output (the input of every task's branch). With the
     decoder shared (and at least one dense task) every task reads the decoder's output:
-    dense tasks through a 1x1 convolution, image-level tasks through global average
-    pooling and a linear layer; the shared features are then the decoder's output. The
+    dense tasks through a 1x1 convolution, image-level tasks through global
+    pooling (``ImageHead``); the shared features are then the decoder's output. The
     shared decoder is as wide as the widest ``tasks.<t>.head_channels`` of the dense tasks.
     """
 
