@@ -16,9 +16,9 @@ class SharedWeightsModel(SharedLayersModel):
     This is hard sharing with the branch point at the very end, so it is defined as
     ``SharedLayersModel(branch_at="decoder")``: the two have the same parameters by
     construction. Every task reads the shared decoder's output (the shared features):
-    dense tasks through a 1x1 convolution each, image-level tasks through global
-    pooling and a linear layer each (``ImageHead``). Without dense tasks there is no decoder and the image
-    heads read the backbone output.
+    dense tasks through a 1x1 convolution each, image-level tasks through global pooling
+    and a linear layer each (``ImageHead``). Without dense tasks there is no decoder and
+    the image heads read the backbone output.
     """
 
     def __init__(self, make_backbone: BackboneFactory, tasks: list[Task]) -> None:
