@@ -43,6 +43,7 @@ class AffinityTracker:
         self.run_count = 0
 
     def due(self, step: int) -> bool:
+        """Whether global step ``step`` is a measuring step (every ``every_n_steps``, from 0)."""
         return step % self.every_n_steps == 0
 
     def measure(self, images: Tensor, losses: Tensor, loss_fn: LossFn) -> tuple[Tensor, Tensor]:
