@@ -26,6 +26,7 @@ from mtl_cli.engine.speed import loader_options, training_module
 from mtl_cli.engine.trainer import Trainer, TrainerSettings
 from mtl_cli.engine.visualize import save_prediction_grid
 from mtl_cli.models import MultiTaskModel, build_model
+from mtl_cli.relation.learner import build_relation
 from mtl_cli.tasks import Task, build_task
 from mtl_cli.weighting import Weighting, build_weighting
 
@@ -195,6 +196,7 @@ def train_run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> 
             parts.device,
         )
         config_yaml = OmegaConf.to_yaml(cfg)
+        relation = build_relation(cfg, parts.model, run_dir)
         trainer = Trainer(
             parts.model,
             parts.tasks,
@@ -209,9 +211,11 @@ def train_run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> 
             checkpoint_extras=lambda: {"config": config_yaml},
             train_model=parts.train_model,
             precision=parts.precision,
+            relation=relation,
         )
         state = trainer.fit()
         if ranks.is_main:
+            parts.model.save_records(run_dir)
             _save_pictures(cfg, parts, run_dir)
         peak = torch.tensor(peak_memory_mb(parts.device), dtype=torch.float64, device=parts.device)
         distributed.all_reduce_max_(peak)
@@ -233,6 +237,8 @@ def train_run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> 
         params=parts.model.parameter_counts(),
         peak_memory_mb=float(peak),  # the largest over ranks
     )
+    if relation is not None:
+        summary["relations"] = relation.summary()
     write_summary()
     log.info("done in %.1fs; records in %s", summary["wall_time_s"], run_dir)
     return summary

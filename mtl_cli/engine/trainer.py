@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -24,6 +25,7 @@ from mtl_cli.engine.records import MetricsLog, flatten_metrics, format_epoch_sum
 from mtl_cli.engine.speed import memory_format
 from mtl_cli.errors import UserError
 from mtl_cli.models import MultiTaskModel
+from mtl_cli.relation.learner import TaskRelation
 from mtl_cli.tasks import Task
 from mtl_cli.weighting import StepContext, Weighting
 
@@ -88,6 +90,7 @@ class Trainer:
         checkpoint_extras: Callable[[], Mapping[str, Any]] | None = None,
         train_model: nn.Module | None = None,
         precision: Precision | None = None,
+        relation: TaskRelation | None = None,
     ) -> None:
         self.model = model
         self.train_model = model if train_model is None else train_model
@@ -103,6 +106,7 @@ class Trainer:
         self.settings = settings
         self.run_dir = run_dir
         self.checkpoint_extras = checkpoint_extras
+        self.relation = relation
         self.state = TrainState()
         self.monitor_task, self.monitor_metric, self.monitor_higher = self._resolve_monitor(settings.monitor)
         self.metrics_log = MetricsLog(run_dir / "metrics.csv") if run_dir else None
@@ -212,6 +216,8 @@ class Trainer:
         self.state.train_images += images_seen * self.ranks.world_size  # every rank sees as many
         means = distributed.all_reduce_mean_(sums / max(batches, 1))
         self.weighting.epoch_end(means[0])
+        if self.relation is not None:
+            self.relation.epoch_end(epoch)
         return dict(zip(self.task_names, means[0].tolist())), dict(zip(self.task_names, means[1].tolist()))
 
     def _forward_backward(
@@ -232,20 +238,18 @@ class Trainer:
                     preds, features = self.train_model(images, return_features=True)
                 else:
                     preds, features = self.train_model(images), None
-                losses = torch.stack(
-                    [
-                        task.loss(
-                            preds[task.name],
-                            task.to_device(batch[task.name], self.device),
-                            valid[task.name].to(self.device) if task.name in valid else None,
-                        )
-                        for task in self.tasks
-                    ]
-                ).float()
+                targets = {task.name: task.to_device(batch[task.name], self.device) for task in self.tasks}
+                masks = {name: mask.to(self.device) for name, mask in valid.items()}
+                batch_losses = functools.partial(self._task_losses, targets=targets, masks=masks)
+                losses = batch_losses(preds).float()
+            if self.relation is not None:
+                self.relation.before_backward(self.state.step, images, losses, batch_losses)
             ctx = StepContext(
                 shared, features, self.state.step, epoch, grad_scale=self.precision.grad_scale() if per_task else None
             )
             weights = self.weighting.backward(self.precision.scale_gradients(losses), ctx)
+            if self.relation is not None:
+                self.relation.after_backward()
         return losses, weights
 
     def _optimizer_step(self, batches: int) -> None:
@@ -258,6 +262,12 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.params, self.settings.grad_clip)
         self.precision.step(self.optimizer)
         self.optimizer.zero_grad(set_to_none=True)
+
+    def _task_losses(
+        self, preds: Mapping[str, Tensor], targets: Mapping[str, Tensor], masks: Mapping[str, Tensor]
+    ) -> Tensor:
+        """Every task's loss on one batch, in task order."""
+        return torch.stack([task.loss(preds[task.name], targets[task.name], masks.get(task.name)) for task in self.tasks])
 
     def _check_finite(self, first_bad_step: Tensor, epoch: int) -> None:
         bad = first_bad_step.tolist()
