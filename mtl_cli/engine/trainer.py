@@ -21,6 +21,7 @@ from mtl_cli.errors import UserError
 from mtl_cli.models import MultiTaskModel
 from mtl_cli.tasks import Task
 from mtl_cli.weighting import StepContext, Weighting
+from mtl_cli.weighting.history import WeightHistory
 
 log = logging.getLogger("mtl_cli")
 
@@ -88,6 +89,7 @@ class Trainer:
         self.state = TrainState()
         self.monitor_task, self.monitor_metric, self.monitor_higher = self._resolve_monitor(settings.monitor)
         self.metrics_log = MetricsLog(run_dir / "metrics.csv") if run_dir else None
+        self.weight_history = WeightHistory(run_dir, self.task_names)
 
     # ----------------------------------------------------------------- setup
     def _resolve_monitor(self, monitor: str) -> tuple[str, str, bool]:
@@ -131,6 +133,8 @@ class Trainer:
         steps = 0
         needs_features = self.weighting.needs_features
         shared = self.model.shared_parameters()
+        shared_ids = {id(p) for p in shared}
+        task_params = [p for p in self.model.parameters() if p.requires_grad and id(p) not in shared_ids]
         max_steps = self.settings.max_steps
         bar = tqdm(
             self._epoch_loader(epoch),
@@ -149,17 +153,17 @@ class Trainer:
                 preds, features = self.model(images, return_features=True)
             else:
                 preds, features = self.model(images), None
-            losses = torch.stack(
-                [
-                    task.loss(
-                        preds[task.name],
-                        task.to_device(batch[task.name], self.device),
-                        valid[task.name].to(self.device) if task.name in valid else None,
-                    )
-                    for task in self.tasks
-                ]
-            )
-            weights = self.weighting.backward(losses, StepContext(shared, features, self.state.step, epoch))
+            task_losses = [
+                task.loss(
+                    preds[task.name],
+                    task.to_device(batch[task.name], self.device),
+                    valid[task.name].to(self.device) if task.name in valid else None,
+                )
+                for task in self.tasks
+            ]
+            losses = torch.stack(task_losses)
+            context = StepContext(shared, features, self.state.step, epoch, task_losses, task_params)
+            weights = self.weighting.backward(losses, context)
             self.optimizer.step()
 
             detached = losses.detach()
@@ -173,6 +177,9 @@ class Trainer:
             at_limit = max_steps is not None and self.state.step >= max_steps
             if steps % self.settings.log_every_n_steps == 0 or at_limit:
                 self._check_finite(first_bad_step, epoch)
+                self.weight_history.record(
+                    self.state.step, epoch, weights.tolist(), self.weighting.step_report(self.state.step)
+                )
                 if self.settings.progress:
                     means = (loss_sum / steps).tolist()
                     bar.set_postfix_str(
@@ -221,6 +228,8 @@ class Trainer:
             self._record(epoch, lr, seconds, train_losses, mean_weights, metrics, improved)
             if self.settings.max_steps is not None and self.state.step >= self.settings.max_steps:
                 break
+        if self.run_dir is not None:
+            self.weight_history.save_plot(self.run_dir / "weights.png")
         return self.state
 
     def _update_best(self, metrics: Mapping[str, Mapping[str, float]], epoch: int) -> bool:
