@@ -9,7 +9,7 @@ from torch import Tensor
 
 from mtl_cli.weighting.base import StepContext, require
 from mtl_cli.weighting.gradients import GradientOptions, GradientWeighting
-from mtl_cli.weighting.qp import min_norm_simplex, restricted_gram, support_masks
+from mtl_cli.weighting.qp import batched_solve, min_norm_simplex, restricted_gram, support_masks
 
 
 @dataclass
@@ -34,7 +34,7 @@ def _dual_candidates(gram: Tensor, q: Tensor, c: Tensor) -> Tensor:
     masks = support_masks(k, gram.device)
     systems = restricted_gram(gram, masks)
     rhs = torch.stack([masks, q[None, :] * masks], dim=-1)  # (m, k, 2)
-    solution, _ = torch.linalg.solve_ex(systems, rhs)
+    solution = batched_solve(systems, rhs)
     u, v = solution[..., 0] * masks, solution[..., 1] * masks
     a, b, e = u.sum(1), v.sum(1), (v * q).sum(1)
     disc = b * b - a * e + a * c * c

@@ -29,6 +29,30 @@ def support_masks(k: int, device: torch.device) -> Tensor:
     return ((codes[:, None] >> bits) & 1).to(torch.float64)
 
 
+def batched_solve(systems: Tensor, rhs: Tensor) -> Tensor:
+    """Solve ``systems @ x = rhs`` for a batch of small matrices by Gauss-Jordan elimination.
+
+    No pivoting: every leading principal minor must be non-zero, which holds for the
+    positive definite matrices and the bordered systems ``[K 1; 1^T 0]`` (K positive
+    definite) used here; a failed system gives non-finite values, which callers treat
+    as infeasible. Elementwise tensor ops only: LAPACK's batched LU parallelises over
+    the batch with OpenMP, which costs milliseconds for matrices this small when the
+    CPU is busy, while these few tiny ops stay on the calling thread.
+    """
+    a, b = systems.clone(), rhs.clone()
+    n = a.shape[-1]
+    for j in range(n):
+        pivot = a[..., j : j + 1, j : j + 1]
+        row_a, row_b = a[..., j : j + 1, :] / pivot, b[..., j : j + 1, :] / pivot
+        factor = a[..., :, j : j + 1].clone()
+        factor[..., j, :] = 0.0
+        a = a - factor * row_a
+        b = b - factor * row_b
+        a[..., j : j + 1, :] = row_a
+        b[..., j : j + 1, :] = row_b
+    return b
+
+
 def _ridge(gram: Tensor) -> Tensor:
     """A tiny diagonal shift that keeps every principal submatrix invertible."""
     scale = torch.diagonal(gram).mean().abs()
@@ -57,10 +81,9 @@ def min_norm_simplex(gram: Tensor) -> Tensor:
     system[:, k, :k] = masks
     rhs = torch.zeros(m, k + 1, 1, dtype=gram.dtype, device=gram.device)
     rhs[:, k] = 1.0
-    solution, info = torch.linalg.solve_ex(system, rhs)
-    w = solution[:, :k, 0] * masks
+    w = batched_solve(system, rhs)[:, :k, 0] * masks
     objective = torch.einsum("mi,ij,mj->m", w, gram, w)
-    feasible = (info == 0) & (w >= -_FEASIBLE_TOL).all(dim=1) & torch.isfinite(objective)
+    feasible = (w >= -_FEASIBLE_TOL).all(dim=1) & torch.isfinite(objective)
     best = torch.where(feasible, objective, torch.full_like(objective, float("inf"))).argmin()
     w = w[best].clamp_min(0.0)
     return w / w.sum().clamp_min(1e-30)
@@ -78,10 +101,9 @@ def nonneg_qp(gram: Tensor, linear: Tensor) -> Tensor:
     masks = support_masks(k, gram.device)
     systems = restricted_gram(gram, masks)  # (m, k, k)
     rhs = -(linear[:, None, :] * masks[None]).unsqueeze(-1)  # (n, m, k, 1)
-    solution, info = torch.linalg.solve_ex(systems.expand(linear.shape[0], *systems.shape), rhs)
-    w = solution[..., 0] * masks  # (n, m, k)
+    w = batched_solve(systems.expand(linear.shape[0], *systems.shape), rhs)[..., 0] * masks  # (n, m, k)
     objective = 0.5 * torch.einsum("nmi,ij,nmj->nm", w, gram, w) + torch.einsum("nmi,ni->nm", w, linear)
-    feasible = (info == 0) & (w >= -_FEASIBLE_TOL).all(dim=-1) & torch.isfinite(objective)
+    feasible = (w >= -_FEASIBLE_TOL).all(dim=-1) & torch.isfinite(objective)
     objective = torch.where(feasible, objective, torch.full_like(objective, float("inf")))
     best_value, best = objective.min(dim=1)
     chosen = w.gather(1, best[:, None, None].expand(-1, 1, k))[:, 0].clamp_min(0.0)
