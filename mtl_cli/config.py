@@ -241,9 +241,7 @@ def validate(cfg: DictConfig) -> DictConfig:
 def _check_weighting(cfg: DictConfig, task_names: list[str]) -> None:
     from mtl_cli.weighting import check_static_weights, parse_options  # imports torch: only when validating
 
-    name = cfg.weighting.get("name")
-    if not isinstance(name, str):
-        raise UserError("weighting.name is not set; choose a method with weighting=<name>, e.g. weighting=ew")
+    name = str(cfg.weighting.name)
     parse_options(name, cfg.weighting)
     weights = task_weights(cfg)
     check_static_weights(name, task_names, [weights[t] for t in task_names])
