@@ -11,14 +11,16 @@ read off that single render, so the tasks are genuinely related:
 * background: one slanted plane (mostly a floor receding toward the top of the image,
   sometimes a tilted wall) with a perspective-correct checkerboard texture.
 * objects (1..``max_objects`` per scene): ``circle`` is a sphere, ``square`` /
-  ``triangle`` / ``star`` are flat polygons lying on randomly tilted planes.  Sizes,
-  positions (objects may leave the frame), in-plane rotations, tilts, depths and
-  colours are random; colour is independent of the shape kind.  A z-buffer resolves
-  occlusion between objects and against the background plane (objects may also
-  sink partly into the floor).
+  ``triangle`` / ``star`` (pentagram) are flat polygons on planes slanted by up to
+  50 degrees w.r.t. the line of sight (perspective-correct foreshortening).  Sizes
+  (normalised so every kind covers about the same area), positions (objects may
+  leave the frame), in-plane rotations, slants, depths and colours are random;
+  colour is independent of the shape kind (only kept away from the background
+  colour).  A z-buffer resolves occlusion between objects and against the
+  background plane (objects may also sink partly into the floor).
 * image: Lambertian shading (random light direction + ambient term) of the per-pixel
   normals, times the albedo (object colour or textured background), plus Gaussian
-  noise, clipped to ``[0, 1]``.
+  noise (per-image sigma in [0.01, 0.05]), clipped to ``[0, 1]``.
 
 Labels (all derived from the *visible* surfaces only):
 
@@ -42,7 +44,8 @@ Generation is fully determined by ``(num, image_size, seed, max_objects)``: all
 randomness comes from ``numpy.random.SeedSequence(seed)``; the global RNGs are never
 touched.  Rendering is vectorised over pixels and over batches of scenes, and the
 fixed-size batches are rendered on a small thread pool (results do not depend on the
-number of threads).
+number of threads).  Bit-identity is guaranteed for a given platform / NumPy build;
+transcendental functions may differ in the last ulp across CPUs or NumPy versions.
 """
 
 from __future__ import annotations
@@ -79,7 +82,7 @@ NUM_SHAPE_CLASSES: int = len(SHAPE_NAMES)
 TASK_NAMES: tuple[str, ...] = ("cls", "seg", "depth", "normals", "edges", "multilabel")
 """Label keys produced by :func:`generate_scenes` (besides ``image``)."""
 
-FORMAT_VERSION: int = 1
+FORMAT_VERSION: int = 2
 """Bump whenever the generator's output changes; it is part of the cache key."""
 
 # --------------------------------------------------------------------------- camera
@@ -88,11 +91,13 @@ _CHUNK = 128  # scenes per render batch (fixed: part of the deterministic noise 
 _MAX_THREADS = 4
 
 # ------------------------------------------------------------------ scene sampling
-_CENTER_RANGE = 0.85  # object centres, normalised image coords
+_CENTER_RANGE = 0.8  # object centres, normalised image coords
 _DEPTH_RANGE = (3.0, 7.5)  # object centre depth
-_SIZE_RANGE = (0.15, 0.40)  # area-equivalent projected radius, normalised image coords
-_MAX_TILT = np.deg2rad(45.0)  # tilt of flat shapes away from facing the camera
+_SIZE_RANGE = (0.22, 0.50)  # area-equivalent projected radius, normalised image coords
+_MAX_TILT = np.deg2rad(50.0)  # slant of flat shapes w.r.t. the line of sight
 _BG_DEPTH_RANGE = (9.0, 12.0)  # background depth at the image centre
+_COLOR_CANDIDATES = 4
+_MIN_COLOR_DIST = 0.35  # min RGB distance object colour <-> background colour (if possible)
 
 # Flat polygons as half-plane sets in their own plane (units of circumradius):
 # (normal angles of the bounding lines, line distance, max violated lines allowed).
@@ -129,13 +134,13 @@ def _sample_params(rng: np.random.Generator, n: int, max_objects: int) -> dict[s
     rot = rng.uniform(0.0, 2 * np.pi, size=(n, s))
     tilt = _MAX_TILT * np.sqrt(rng.uniform(0.0, 1.0, size=(n, s)))
     tilt_az = rng.uniform(0.0, 2 * np.pi, size=(n, s))
-    color = rng.uniform(0.12, 1.0, size=(n, s, 3))
+    color_cand = rng.uniform(0.1, 1.0, size=(n, s, _COLOR_CANDIDATES, 3))
 
     bg_depth = rng.uniform(*_BG_DEPTH_RANGE, size=n)
     bg_tilt = np.stack([rng.uniform(-0.3, 0.3, size=n), rng.uniform(-0.35, 0.9, size=n)], axis=1)
     bg_color = rng.uniform(0.2, 0.85, size=(n, 3))
-    bg_check = rng.uniform(0.6, 1.6, size=n)  # checker square size (world units)
-    bg_contrast = rng.uniform(0.08, 0.3, size=n)
+    bg_check = rng.uniform(1.0, 2.5, size=n)  # checker square size (world units)
+    bg_contrast = rng.uniform(0.08, 0.25, size=n)
     light = rng.uniform(-0.9, 0.9, size=(n, 2))
     ambient = rng.uniform(0.15, 0.35, size=n)
     noise = rng.uniform(0.01, 0.05, size=n)
@@ -144,8 +149,13 @@ def _sample_params(rng: np.random.Generator, n: int, max_objects: int) -> dict[s
     centre = t0[..., None] * np.stack(
         [uv[..., 0] * _TAN_HALF_FOV, uv[..., 1] * _TAN_HALF_FOV, -np.ones_like(t0)], axis=-1
     )
-    normal = np.stack(
-        [np.sin(tilt) * np.cos(tilt_az), np.sin(tilt) * np.sin(tilt_az), np.cos(tilt)], axis=-1
+    # flat shapes: normal tilted by `tilt` away from the direction toward the camera, so
+    # every polygon is seen at a slant <= _MAX_TILT (no degenerate edge-on slivers)
+    view = _normalize(-centre)
+    ax1 = _normalize(np.cross(view, np.array([0.0, 1.0, 0.0])))
+    ax2 = np.cross(view, ax1)
+    normal = np.cos(tilt)[..., None] * view + np.sin(tilt)[..., None] * (
+        np.cos(tilt_az)[..., None] * ax1 + np.sin(tilt_az)[..., None] * ax2
     )
     is_sphere = kind == 0
     normal[is_sphere] = (0.0, 0.0, 1.0)  # unused for spheres
@@ -153,6 +163,13 @@ def _sample_params(rng: np.random.Generator, n: int, max_objects: int) -> dict[s
     # (flat shapes compensated for foreshortening) -> balanced dominant classes.
     radius = size * t0 * _TAN_HALF_FOV * np.sqrt(np.pi / _AREA[kind])
     radius = np.where(is_sphere, radius, radius / np.sqrt(np.cos(tilt)))
+
+    # object colour: independent of the kind; the first candidate that differs enough from
+    # the background colour (else the most different one) so objects are not camouflaged
+    dist = np.linalg.norm(color_cand - bg_color[:, None, None, :], axis=-1)  # [n, s, C]
+    ok = dist >= _MIN_COLOR_DIST
+    pick = np.where(ok.any(-1), np.argmax(ok, axis=-1), np.argmax(dist, axis=-1))
+    color = np.take_along_axis(color_cand, pick[..., None, None], axis=2)[:, :, 0]
 
     bg_normal = _normalize(np.concatenate([bg_tilt, np.ones((n, 1))], axis=1))
     light_dir = _normalize(np.concatenate([light, np.ones((n, 1))], axis=1))
@@ -453,8 +470,8 @@ def _generate(num: int, image_size: int, seed: int, max_objects: int = 3,
         raise ValueError(f"num must be >= 0, got {num}")
     if image_size < 4:
         raise ValueError(f"image_size must be >= 4, got {image_size}")
-    if max_objects < 1:
-        raise ValueError(f"max_objects must be >= 1, got {max_objects}")
+    if not 1 <= max_objects <= 254:  # instance ids are stored as uint8
+        raise ValueError(f"max_objects must be in [1, 254], got {max_objects}")
     h = w = int(image_size)
     param_ss, noise_ss = np.random.SeedSequence(int(seed)).spawn(2)
     rng = np.random.default_rng(param_ss)
@@ -513,7 +530,9 @@ def _load_or_generate(num: int, image_size: int, seed: int, max_objects: int,
         try:
             with np.load(path, allow_pickle=False) as f:
                 arrays = {key: f[key] for key in f.files}
-            if set(arrays) == {"image", *TASK_NAMES}:
+            if set(arrays) == {"image", *TASK_NAMES} and arrays["image"].shape == (
+                num, 3, image_size, image_size
+            ):
                 return arrays
         except (OSError, ValueError, EOFError):
             pass  # corrupt / foreign file: regenerate and overwrite
@@ -557,8 +576,7 @@ class ShapesDataset(Dataset):
             cache_dir: if given, an ``.npz`` cache of the raw arrays is read / written there.
             max_objects: maximum number of objects per scene.
         """
-        if isinstance(tasks, str):
-            tasks = (tasks,)
+        tasks = (tasks,) if isinstance(tasks, str) else tuple(tasks)
         unknown = [t for t in tasks if t not in TASK_NAMES]
         if unknown:
             raise ValueError(f"unknown task(s) {unknown}; expected a subset of {TASK_NAMES}")

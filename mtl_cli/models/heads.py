@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 
 class ImageHead(nn.Module):
-    """Global average pooling followed by one linear layer."""
+    """Global average and max pooling, concatenated, followed by one linear layer.
+
+    Max pooling keeps the response of small objects that averaging over the whole
+    image would dilute.
+    """
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
-        self.fc = nn.Linear(in_channels, out_channels)
+        self.fc = nn.Linear(2 * in_channels, out_channels)
 
     def forward(self, features: Tensor, out_size: tuple[int, int]) -> Tensor:
-        return self.fc(features.mean(dim=(2, 3)))
+        pooled = torch.cat([features.mean(dim=(2, 3)), features.amax(dim=(2, 3))], dim=1)
+        return self.fc(pooled)
 
 
 class DenseHead(nn.Module):

@@ -82,6 +82,25 @@ def test_every_scene_has_a_visible_object(scenes) -> None:
     assert (scenes["multilabel"].sum(1) >= 1).all()
 
 
+def test_invisible_scenes_are_resampled(monkeypatch) -> None:
+    """Scenes whose objects are all hidden (here: often behind the background) are redrawn."""
+    monkeypatch.setattr(shapes, "_DEPTH_RANGE", (8.0, 20.0))
+    calls = []
+    orig = shapes._sample_params
+
+    def counting(rng, n, max_objects):
+        calls.append(n)
+        return orig(rng, n, max_objects)
+
+    monkeypatch.setattr(shapes, "_sample_params", counting)
+    a = shapes._generate(48, 32, seed=9, max_objects=2, return_meta=True)
+    assert len(calls) > 1  # the resampling path was exercised
+    assert ((a["seg"] > 0).sum(axis=(1, 2)) >= 5).all()
+    np.testing.assert_array_equal(a["instance"] == 0, a["seg"] == 0)
+    b = shapes._generate(48, 32, seed=9, max_objects=2)
+    assert _bit_identical({k: a[k] for k in b}, b)
+
+
 def test_dataset_item_all_tasks() -> None:
     mean, std = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
     ds = ShapesDataset(8, 32, seed=1, tasks=TASK_NAMES, mean=mean, std=std)
@@ -174,6 +193,15 @@ def test_cache_round_trip_bit_identical(tmp_path, monkeypatch) -> None:
     # other parameters -> other cache file
     ShapesDataset(12, 32, seed=5, tasks=["cls"], cache_dir=str(tmp_path))
     assert len(list(tmp_path.glob("*.npz"))) == 2
+
+
+def test_corrupt_cache_is_regenerated(tmp_path) -> None:
+    path = shapes._cache_path(tmp_path, 6, 16, 3, 3)
+    path.write_bytes(b"not an npz")
+    ds = ShapesDataset(6, 16, seed=3, tasks=["seg"], cache_dir=str(tmp_path))
+    np.testing.assert_array_equal(ds[2]["seg"].numpy(), generate_scenes(6, 16, seed=3)["seg"][2])
+    with np.load(path) as f:
+        assert f["seg"].shape == (6, 16, 16)
 
 
 # --------------------------------------------------------------------------- cross-task consistency
