@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mtl_cli.weighting import METHODS, GradientWeighting, build_weighting
+from mtl_cli.errors import UserError
+from mtl_cli.weighting import METHODS, GradientWeighting, StepContext, build_weighting
 from mtl_cli.weighting.db_mtl import DBMTL
 from mtl_cli.weighting.gradients import TaskGradients
 
@@ -131,3 +132,17 @@ def test_nash_between_solves_reuses_weights_with_one_backward(setup):
     assert torch.allclose(second / second.sum(), unclipped / unclipped.sum())
     assert torch.isfinite(first).all()
     assert method.summary_extras() == {"nash_mtl": {"solves": 1, "solve_failures": 0}}
+
+
+def test_features_mode_refuses_a_model_whose_shared_parameters_bypass_the_representation(setup):
+    method = build_weighting("mgda", ["cls", "seg"], [1.0, 1.0], {"name": "mgda", "grad_on": "features"})
+    model = setup.fresh_model()
+    losses, features = setup.losses(model, return_features=True)
+    bypass = torch.nn.Parameter(torch.zeros(3))  # "shared" but not behind the representation
+    shared = [*model.shared_parameters(), bypass]
+    heads = [p for t in setup.tasks for p in model.task_parameters(t.name)]
+    ctx = StepContext(shared, features, 0, 1, losses, heads)
+    with pytest.raises(UserError, match="grad_on=features: 1 shared parameter"):
+        method.backward(torch.stack(losses), ctx)
+    with pytest.raises(UserError, match="returned no shared representation"):
+        method.backward(torch.stack(losses), StepContext(shared, None, 0, 1, losses, heads))
