@@ -63,21 +63,29 @@ class GradNorm(Weighting):
         detached = losses.detach().to(self.initial_losses)
         self.initial_losses.copy_(torch.where(self.has_initial, self.initial_losses, detached))
         self.has_initial.fill_(True)
-        target = self._norm_target(ctx)
-        task_losses = list(ctx.task_losses) or list(losses.unbind(0))
-        grads = self.gradients.compute(task_losses, [target], (), retain_graph=True)
-        norms = grads.norm(dim=1)
-        ratios = detached / self.initial_losses.clamp_min(1e-12)
         weights = self.loss_weights.detach()
+        task_losses = list(ctx.task_losses) or list(losses.unbind(0))
+        scaled = [w * loss for w, loss in zip(weights.to(losses.dtype).unbind(0), task_losses)]
+        if self.needs_features:
+            # One backward per task through its head (which so gets w_i dL_i), then one
+            # through the shared block with the summed representation gradient.
+            assert ctx.features is not None, "the trainer passes features when needs_features is set"
+            grads = self.gradients.compute(scaled, [ctx.features], ctx.task_params, retain_graph=True)
+            ctx.features.backward(grads.sum(dim=0).view_as(ctx.features).to(ctx.features.dtype))
+        else:
+            grads = self.gradients.compute(scaled, [self._last_shared_layer(ctx)], (), retain_graph=True)
+            sum(scaled).backward()
+        norms = grads.norm(dim=1) / weights  # ||dL_i/dW||, unweighted
+        ratios = detached / self.initial_losses.clamp_min(1e-12)
         self.loss_weights.grad = gradnorm_weight_grad(norms, weights, ratios, self.options.alpha)
-        (weights.to(losses.dtype) * losses).sum().backward()
         return weights.to(losses.dtype)
 
-    def _norm_target(self, ctx: StepContext) -> Tensor:
-        if self.needs_features:
-            assert ctx.features is not None, "the trainer passes features when needs_features is set"
-            return ctx.features
+    @staticmethod
+    def _last_shared_layer(ctx: StepContext) -> Tensor:
         layers = [p for p in ctx.shared_params if p.requires_grad and p.dim() >= 2]
         if not layers:
-            raise UserError("weighting=gradnorm: the model shares no weight matrix to take gradient norms at; use weighting.grad_on=features")
+            raise UserError(
+                "weighting=gradnorm: the model shares no weight matrix to take gradient norms at; "
+                "use weighting.grad_on=features"
+            )
         return layers[-1]
