@@ -193,13 +193,6 @@ RelationConfig = dataclasses.dataclass(init=False, repr=False, eq=False)(
 
 
 @dataclass
-class WeightingConfig:
-    """How the task losses are combined into one update."""
-
-    name: str = "ew"
-
-
-@dataclass
 class OptimConfig:
     name: OptimizerName = OptimizerName.adam
     lr: float = 1e-3
@@ -249,7 +242,9 @@ class MTLConfig:
     data: DataConfig = field(default_factory=DataConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     arch: ArchConfig = field(default_factory=ArchConfig)
-    weighting: WeightingConfig = field(default_factory=WeightingConfig)
+    # How the task losses are combined: ``name`` plus that method's options, which are
+    # typed by the method's own dataclass (mtl_cli/weighting) and checked in ``validate``.
+    weighting: Dict[str, Any] = field(default_factory=lambda: {"name": "ew"})
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -350,6 +345,7 @@ def validate(cfg: DictConfig) -> DictConfig:
             )
         if not math.isfinite(weight) or weight < 0:
             raise UserError(f"loss.weights.{name}={weight}: a loss weight must be a finite number >= 0")
+    _check_weighting(cfg, task_names)
     trainer = cfg.trainer
     _positive("trainer.epochs", trainer.epochs)
     _positive("trainer.batch_size", trainer.batch_size)
@@ -415,6 +411,15 @@ def _check_relation(relation: DictConfig, task_names: list[str]) -> None:
         raise UserError(f"relation.lookahead_lr={relation.lookahead_lr}: must be > 0 (or null for optim.lr)")
     if relation.name != RelationName.none:
         parse_relation_matrix(relation.matrix, task_names, required=relation.name == RelationName.given)
+
+
+def _check_weighting(cfg: DictConfig, task_names: list[str]) -> None:
+    from mtl_cli.weighting import check_static_weights, parse_options  # imports torch: only when validating
+
+    name = str(cfg.weighting.name)
+    parse_options(name, cfg.weighting)
+    weights = task_weights(cfg)
+    check_static_weights(name, task_names, [weights[t] for t in task_names])
 
 
 def _positive(key: str, value: int) -> None:

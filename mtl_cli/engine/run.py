@@ -235,6 +235,7 @@ def train_run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> 
         wall_time_s=time.perf_counter() - started,
         train_images_per_s=state.train_images / state.train_seconds if state.train_seconds else None,
         params=parts.model.parameter_counts(),
+        weighting={"name": cfg.weighting.name, **parts.weighting.summary_extras()},
         peak_memory_mb=float(peak),  # the largest over ranks
     )
     if relation is not None:

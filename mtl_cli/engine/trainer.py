@@ -28,6 +28,7 @@ from mtl_cli.models import MultiTaskModel
 from mtl_cli.relation.learner import TaskRelation
 from mtl_cli.tasks import Task
 from mtl_cli.weighting import StepContext, Weighting
+from mtl_cli.weighting.history import WeightHistory
 
 log = logging.getLogger("mtl_cli")
 
@@ -125,6 +126,7 @@ class Trainer:
         per_task = self.weighting.per_task_gradients
         self.average_gradients = distributed.GradientAverager(self.params if per_task else self.weighting_params)
         distributed.broadcast_state_(self.weighting)
+        self.weight_history = WeightHistory(self.run_dir, self.task_names)
 
     # ----------------------------------------------------------------- setup
     def _resolve_monitor(self, monitor: str) -> tuple[str, str, bool]:
@@ -170,6 +172,8 @@ class Trainer:
         steps = batches = in_step = 0
         needs_features = self.weighting.needs_features
         shared = self.model.shared_parameters()
+        shared_ids = {id(p) for p in shared}
+        task_params = [p for p in self.model.parameters() if p.requires_grad and id(p) not in shared_ids]
         max_steps = self.settings.max_steps
         loader = self._epoch_loader(epoch)
         num_batches = len(loader)
@@ -187,7 +191,7 @@ class Trainer:
             batches += 1
             in_step += 1
             step_now = in_step == self.settings.accumulate or batches == num_batches
-            losses, weights = self._forward_backward(batch, shared, needs_features, epoch, sync=step_now)
+            losses, weights = self._forward_backward(batch, shared, needs_features, epoch, sync=step_now, task_params=task_params)
             detached = losses.detach()
             loss_sum += detached
             weight_sum += weights.detach()
@@ -203,6 +207,9 @@ class Trainer:
             at_limit = max_steps is not None and self.state.step >= max_steps
             if steps % self.settings.log_every_n_steps == 0 or at_limit:
                 self._check_finite(first_bad_step, epoch)
+                self.weight_history.record(
+                    self.state.step, epoch, weights.tolist(), self.weighting.step_report(self.state.step)
+                )
                 if self.settings.progress and self.ranks.is_main:
                     means = (loss_sum / batches).tolist()
                     bar.set_postfix_str(
@@ -221,7 +228,13 @@ class Trainer:
         return dict(zip(self.task_names, means[0].tolist())), dict(zip(self.task_names, means[1].tolist()))
 
     def _forward_backward(
-        self, batch: Mapping[str, Any], shared: Sequence[nn.Parameter], needs_features: bool, epoch: int, sync: bool
+        self,
+        batch: Mapping[str, Any],
+        shared: Sequence[nn.Parameter],
+        needs_features: bool,
+        epoch: int,
+        sync: bool,
+        task_params: Sequence[nn.Parameter] = (),
     ) -> tuple[Tensor, Tensor]:
         """Forward, losses and the weighting's backward for one batch; returns (losses, weights).
 
@@ -241,16 +254,26 @@ class Trainer:
                 targets = {task.name: task.to_device(batch[task.name], self.device) for task in self.tasks}
                 masks = {name: mask.to(self.device) for name, mask in valid.items()}
                 batch_losses = functools.partial(self._task_losses, targets=targets, masks=masks)
-                losses = batch_losses(preds).float()
+                task_losses = [self.precision.scale_gradients(loss.float()) for loss in batch_losses(preds)]
+            losses = torch.stack(task_losses)
             if self.relation is not None:
-                self.relation.before_backward(self.state.step, images, losses, batch_losses)
+                self.relation.before_backward(
+                    self.state.step, images, losses, lambda p: torch.stack(batch_losses(p))
+                )
             ctx = StepContext(
-                shared, features, self.state.step, epoch, grad_scale=self.precision.grad_scale() if per_task else None
+                shared,
+                features,
+                self.state.step,
+                epoch,
+                task_losses,
+                task_params,
+                grad_scale=self.precision.grad_scale() if per_task else None,
             )
-            weights = self.weighting.backward(self.precision.scale_gradients(losses), ctx)
+            weights = self.weighting.backward(losses, ctx)
             if self.relation is not None:
                 self.relation.after_backward()
-        return losses, weights
+        # A copy: some methods return a view of parameters the optimiser step then updates.
+        return losses, weights.detach().clone()
 
     def _optimizer_step(self, batches: int) -> None:
         """Average the gradients (over ranks, over ``batches`` accumulated batches), clip, step, zero."""
@@ -265,9 +288,9 @@ class Trainer:
 
     def _task_losses(
         self, preds: Mapping[str, Tensor], targets: Mapping[str, Tensor], masks: Mapping[str, Tensor]
-    ) -> Tensor:
+    ) -> list[Tensor]:
         """Every task's loss on one batch, in task order."""
-        return torch.stack([task.loss(preds[task.name], targets[task.name], masks.get(task.name)) for task in self.tasks])
+        return [task.loss(preds[task.name], targets[task.name], masks.get(task.name)) for task in self.tasks]
 
     def _check_finite(self, first_bad_step: Tensor, epoch: int) -> None:
         bad = first_bad_step.tolist()
@@ -301,6 +324,8 @@ class Trainer:
             self._record(epoch, lr, seconds, train_losses, mean_weights, metrics, improved)
             if self.settings.max_steps is not None and self.state.step >= self.settings.max_steps:
                 break
+        if self.run_dir is not None:
+            self.weight_history.save_plot(self.run_dir / "weights.png")
         return self.state
 
     def _update_best(self, metrics: Mapping[str, Mapping[str, float]], epoch: int) -> bool:
