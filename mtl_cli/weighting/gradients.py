@@ -139,6 +139,7 @@ class GradientWeighting(Weighting):
     """
 
     options_class: ClassVar[type[MethodOptions]] = GradientOptions
+    per_task_gradients: ClassVar[bool] = True
 
     def __init__(self, task_names, static_weights=None, options=None) -> None:
         super().__init__(task_names, static_weights, options)
@@ -162,10 +163,18 @@ class GradientWeighting(Weighting):
         own = [p for p in self.parameters() if p.requires_grad]
         targets = self.gradient_targets(ctx)
         grads = self.gradients.compute(task_losses, targets, [*ctx.task_params, *own], retain_graph=self.needs_features)
+        if ctx.grad_scale is not None:  # fp16: the geometry is computed on true gradients
+            grads = grads.float() / ctx.grad_scale
+        if not self.needs_features:
+            self.all_reduce_mean_(grads)  # DDP: every rank combines the same, global gradients
         gram = grads @ grads.T
+        if self.needs_features:
+            self.all_reduce_mean_(gram)  # per-sample feature gradients differ by rank; their geometry is shared
         self.last_cosine = cosine_matrix(gram)
         weights, basis = self.combine(grads, gram, losses.detach(), ctx)
         combined = weights.to(basis.dtype) @ basis  # a fresh tensor: the parameters' .grad may keep it
+        if ctx.grad_scale is not None:
+            combined = combined * ctx.grad_scale
         pieces = [g.view(t.shape) for g, t in zip(combined.split([t.numel() for t in targets]), targets)]
         self.apply_shared_grads(targets, pieces, ctx)
         return weights.to(losses.dtype)
