@@ -2,8 +2,10 @@
 
 Every architecture trains on the identical batches with the mtl_cli loop (same loss,
 weighting and optimiser); rounds alternate between the architectures so machine noise
-hits all alike. Prints the parameter counts (total, shared, per task), the median time
-per optimiser step and its ratio to shared_layers (the default).
+hits all alike. Prints the parameter counts (total, shared, per task), the time per
+optimiser step (median, min and max over the rounds) and its ratio to shared_layers (the
+default), of the medians and of the minima (the least disturbed rounds: on a shared
+machine the more stable of the two).
 
     python benchmarks/bench_arch.py                           # default config, cls+seg
     python benchmarks/bench_arch.py --overrides task=cls+seg+depth backbone=resnet18
@@ -89,20 +91,22 @@ def main() -> None:
             times[name].append(step_ms(trainer))
 
     names = [t.name for t in tasks]
-    reference = statistics.median(times.get("shared_layers", next(iter(times.values()))))
+    baseline = times.get("shared_layers", next(iter(times.values())))
     print(
         f"config: {' '.join(args.overrides) or '(defaults)'}; device {device}; batch {batch_size}; "
         f"image {first.data.image_size}px; {args.rounds} rounds x {args.steps} steps"
     )
     header = f"{'architecture':<34}{'params':>11}{'shared':>11}" + "".join(f"{n:>10}" for n in names)
-    print(header + f"{'ms/step':>10}{'min':>8}{'max':>8}{'x shared_layers':>17}")
+    print(header + f"{'ms/step':>10}{'min':>8}{'max':>8}{'ratio':>8}{'ratio(min)':>12}")
     for name, values in times.items():
         c = counts[name]
         median = statistics.median(values)
         print(
             f"{name:<34}{c['total']:>11,}{c['shared']:>11,}" + "".join(f"{c[n]:>10,}" for n in names)
-            + f"{median:>10.1f}{min(values):>8.1f}{max(values):>8.1f}{median / reference:>17.2f}"
+            + f"{median:>10.1f}{min(values):>8.1f}{max(values):>8.1f}"
+            + f"{median / statistics.median(baseline):>8.2f}{min(values) / min(baseline):>12.2f}"
         )
+    print("ratio: median ms/step / shared_layers'; ratio(min): the same for the fastest rounds")
 
 
 if __name__ == "__main__":
