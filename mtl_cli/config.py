@@ -225,6 +225,7 @@ class TrainerConfig:
     accumulate: int = 1
     grad_clip: Optional[float] = None
     prefetch_factor: int = 2
+    resume: Optional[str] = None
 
 
 @dataclass
@@ -232,6 +233,20 @@ class LossConfig:
     """Static per-task loss weights; a task not named here has weight 1."""
 
     weights: Dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class SweepConfig:
+    """How runs are compared: what a run returns to a sweeper, and its single-task baselines.
+
+    ``objective`` is ``monitor`` (the best value of ``trainer.monitor``), ``delta_m`` (the
+    final metrics against the single-task runs in ``baselines``) or ``<task>.<metric>``
+    (that final validation metric). ``baselines`` lists run or sweep directories holding
+    single-task runs; the multirun report uses them as well.
+    """
+
+    objective: str = "monitor"
+    baselines: List[str] = field(default_factory=list)
 
 
 @dataclass
@@ -249,6 +264,7 @@ class MTLConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     relation: RelationConfig = field(default_factory=RelationConfig)  # type: ignore[valid-type]
+    sweep: SweepConfig = field(default_factory=SweepConfig)
 
 
 def known_task_names() -> list[str]:
@@ -363,6 +379,7 @@ def validate(cfg: DictConfig) -> DictConfig:
     if cfg.optim.weight_decay < 0:
         raise UserError(f"optim.weight_decay={cfg.optim.weight_decay}: must be >= 0")
     _check_relation(cfg.relation, task_names)
+    _check_objective(cfg.sweep.objective, task_names)
     return cfg
 
 
@@ -420,6 +437,17 @@ def _check_weighting(cfg: DictConfig, task_names: list[str]) -> None:
     parse_options(name, cfg.weighting)
     weights = task_weights(cfg)
     check_static_weights(name, task_names, [weights[t] for t in task_names])
+
+
+def _check_objective(objective: str, task_names: list[str]) -> None:
+    if objective in ("monitor", "delta_m"):
+        return
+    task, dot, metric = objective.partition(".")
+    if not dot or not metric or task not in task_names:
+        raise UserError(
+            f"sweep.objective={objective}: use monitor, delta_m or <task>.<metric> with a task of this run "
+            f"({', '.join(task_names)})"
+        )
 
 
 def _positive(key: str, value: int) -> None:

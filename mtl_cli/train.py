@@ -7,29 +7,42 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from hydra.types import RunMode
-
 from mtl_cli.cli import exit_on_user_error, run_cli
+from mtl_cli.commands import command_line, resume_command
 from mtl_cli.config import register_configs, validate
 from mtl_cli.engine import distributed
-from mtl_cli.engine.run import train_run
+from mtl_cli.engine.evaluate import metric_directions
+from mtl_cli.engine.objective import Objective
+from mtl_cli.engine.run import build_tasks, train_run
+from mtl_cli.engine.signals import TrainingInterrupted
 
 register_configs()
 
 
 @hydra.main(config_path="configs", config_name="train", version_base="1.3")
 def hydra_entry(cfg: DictConfig) -> float | None:
-    """Hydra task function: one training run in Hydra's run (or sweep job) directory."""
+    """Hydra task function: one training run in Hydra's run (or sweep job) directory.
+
+    Returns the value of ``sweep.objective`` for sweepers such as Optuna.
+    """
     hydra_cfg = HydraConfig.get()
     single_run = hydra_cfg.mode == RunMode.RUN
+    overrides = list(hydra_cfg.overrides.task)
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    command = command_line("mtl-train", sys.argv[1:] if single_run else overrides)
     with exit_on_user_error("mtl-train", single_run=single_run), distributed.name_failing_rank("mtl-train"):
         typed = validate(cfg)
-        summary = train_run(typed, Path(hydra_cfg.runtime.output_dir), overrides=list(hydra_cfg.overrides.task))
-    monitored = summary.get("best_metrics", {})
-    task, _, metric = str(summary.get("monitor", "")).partition(".")
-    return monitored.get(task, {}).get(metric)
+        objective = Objective(typed, metric_directions(build_tasks(typed)))
+        try:
+            summary = train_run(typed, run_dir, overrides=overrides, command=command)
+        except TrainingInterrupted as exc:
+            if distributed.current().is_main:
+                print(f"mtl-train: {exc}\nresume with:\n  {resume_command(overrides, run_dir)}", file=sys.stderr)
+            raise SystemExit(exc.exit_code) from None
+        return objective.value(summary)
 
 
 def main() -> None:

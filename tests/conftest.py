@@ -24,13 +24,18 @@ TINY = [
 ]
 
 
-def run_cli(module: str, args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    """Run ``python -m <module> <args>`` with this checkout first on the import path."""
+def cli_env() -> dict[str, str]:
+    """The environment for running the CLI of this checkout in a subprocess."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("HYDRA_FULL_ERROR", None)
+    return env
+
+
+def run_cli(module: str, args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``python -m <module> <args>`` with this checkout first on the import path."""
     proc = subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", module, *args], cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=600
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"{module} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")

@@ -70,9 +70,27 @@ def format_epoch_summary(
     """A short block: the epoch's train losses, then one line of val metrics per task."""
     total = sum(train_losses.values())
     losses = ", ".join(f"{t} {v:.4f}" for t, v in train_losses.items())
-    width = max(len(t) for t in metrics) if metrics else 0
     lines = [f"epoch {epoch}/{epochs}  train loss {total:.4f} ({losses})  {seconds:.1f}s"]
+    if metrics:
+        lines.append(format_metrics(metrics))
+    return "\n".join(lines)
+
+
+def format_metrics(metrics: Metrics) -> str:
+    """One indented line of metrics per task, task names aligned."""
+    width = max((len(t) for t in metrics), default=0)
+    lines = []
     for task, values in metrics.items():
         shown = "  ".join(f"{name} {value:.4f}" for name, value in values.items())
         lines.append(f"  {task:<{width}}  {shown}")
     return "\n".join(lines)
+
+
+def flatten_dict(node: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings -> ``{"a.b": value}`` (empty mappings and lists are values)."""
+    if isinstance(node, Mapping) and node:
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(flatten_dict(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: node} if prefix else {}

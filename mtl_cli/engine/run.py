@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,16 +13,21 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader
 
-import mtl_cli
+from mtl_cli.commands import resume_command
 from mtl_cli.config import task_weights
 from mtl_cli.data import MultiTaskCollate, build_datasets, with_augment_seeds
 from mtl_cli.engine import distributed
 from mtl_cli.engine.environment import peak_memory_mb, seed_everything
+from mtl_cli.engine.evaluate import metric_directions
 from mtl_cli.engine.precision import Precision
+from mtl_cli.engine.provenance import environment_record
 from mtl_cli.engine.records import write_json
+from mtl_cli.engine.resume import ResumePoint
+from mtl_cli.engine.signals import TrainingInterrupted
 from mtl_cli.engine.speed import loader_options, training_module
 from mtl_cli.engine.trainer import Trainer, TrainerSettings
 from mtl_cli.engine.visualize import save_prediction_grid
+from mtl_cli.errors import UserError
 from mtl_cli.models import MultiTaskModel, build_model
 from mtl_cli.relation.learner import build_relation
 from mtl_cli.tasks import Task, build_task
@@ -150,20 +153,14 @@ def trainer_settings(cfg: DictConfig) -> TrainerSettings:
     )
 
 
-def environment_record() -> dict[str, Any]:
-    """Versions of the tool and its main libraries, for the run's summary."""
-    record = {"mtl_cli": mtl_cli.__version__, "python": platform.python_version(), "platform": platform.platform()}
-    for package in ("torch", "torchvision", "hydra-core", "omegaconf", "numpy"):
-        try:
-            record[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            record[package] = None
-    return record
-
-
-def train_run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
+def train_run(
+    cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = (), command: str | None = None
+) -> dict[str, Any]:
     """Train the run ``cfg`` describes, writing every record into ``run_dir``; return the summary.
 
+    ``overrides`` (the command-line overrides) and ``command`` (the command line) are recorded
+    for reproduction. With ``trainer.resume`` set, training continues from that checkpoint.
+    On SIGINT/SIGTERM the summary says ``interrupted`` and holds the command that resumes.
     Under torchrun every rank calls this: rank 0's ``run_dir`` is the run's, and only
     rank 0 writes records.
     """
@@ -171,10 +168,14 @@ def train_run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> 
     trainer_cfg = cfg.trainer
     ranks, _ = distributed.setup(trainer_cfg.device.value, trainer_cfg.backend.value, trainer_cfg.devices)
     run_dir = Path(distributed.broadcast_object(str(run_dir)))
+    if ranks.is_main and (run_dir / "summary.json").exists():  # behind the run-dir guard callback
+        raise UserError(f"{run_dir} already holds an earlier run (summary.json); choose another run directory")
     summary: dict[str, Any] = {
         "status": "running",
         "tasks": list(cfg.tasks.keys()),
         "overrides": list(overrides),
+        "command": command,
+        "config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
         "environment": environment_record(),
         "world_size": ranks.world_size,
     }
@@ -186,7 +187,13 @@ def train_run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> 
 
     write_summary()
     try:
+        resume = ResumePoint.load(cfg) if cfg.trainer.resume else None
         parts = build_components(cfg)
+        summary["metric_directions"] = metric_directions(parts.tasks)
+        summary["primary_metrics"] = {t.name: t.primary_metric for t in parts.tasks}
+        if resume is not None:
+            summary["resumed_from"] = {"checkpoint": str(resume.path), "epoch": resume.epoch}
+        write_summary()
         log.info(
             "run %s: tasks %s, %d train / %d val images, device %s",
             run_dir,
@@ -208,17 +215,24 @@ def train_run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> 
             parts.device,
             trainer_settings(cfg),
             run_dir=run_dir if ranks.is_main else None,
-            checkpoint_extras=lambda: {"config": config_yaml},
+            checkpoint_extras=lambda: {"config": config_yaml, "overrides": list(overrides)},
             train_model=parts.train_model,
             precision=parts.precision,
             relation=relation,
         )
+        if resume is not None:
+            resume.apply(trainer)
         state = trainer.fit()
         if ranks.is_main:
             parts.model.save_records(run_dir)
             _save_pictures(cfg, parts, run_dir)
         peak = torch.tensor(peak_memory_mb(parts.device), dtype=torch.float64, device=parts.device)
         distributed.all_reduce_max_(peak)
+    except TrainingInterrupted as exc:
+        summary.update(status="interrupted", error=str(exc), resume_command=resume_command(overrides, run_dir))
+        summary["wall_time_s"] = time.perf_counter() - started
+        write_summary()
+        raise
     except BaseException as exc:
         summary.update(status="failed", error=str(exc) or exc.__class__.__name__)
         summary["wall_time_s"] = time.perf_counter() - started

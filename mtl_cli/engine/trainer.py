@@ -7,9 +7,9 @@ import functools
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -22,6 +22,8 @@ from mtl_cli.engine.checkpoint import save_checkpoint
 from mtl_cli.engine.evaluate import evaluate
 from mtl_cli.engine.precision import Precision
 from mtl_cli.engine.records import MetricsLog, flatten_metrics, format_epoch_summary
+from mtl_cli.engine.rng import capture_rng_state, restore_rng_state
+from mtl_cli.engine.signals import StopOnSignal, TrainingInterrupted
 from mtl_cli.engine.speed import memory_format
 from mtl_cli.errors import UserError
 from mtl_cli.models import MultiTaskModel
@@ -61,6 +63,37 @@ class TrainState:
     last_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     train_seconds: float = 0.0
     train_images: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)  # the metrics.csv rows so far
+
+    @classmethod
+    def from_dict(cls, saved: Mapping[str, Any]) -> "TrainState":
+        """The state saved in a checkpoint (keys this version does not know are ignored)."""
+        return cls(**{f.name: saved[f.name] for f in fields(cls) if f.name in saved})
+
+
+@dataclass
+class EpochProgress:
+    """The running sums of one epoch; saved when training stops in the middle of it."""
+
+    epoch: int
+    batches: int  # loader batches done
+    steps: int  # optimiser steps done
+    sums: Tensor  # [2, tasks]: running loss and weight sums
+    first_bad_step: Tensor  # per task: the first step with a non-finite loss, -1 if none
+    images: int = 0
+    seconds: float = 0.0
+
+    @classmethod
+    def start(cls, epoch: int, num_tasks: int, device: torch.device) -> "EpochProgress":
+        first_bad = torch.full((num_tasks,), -1, dtype=torch.long, device=device)
+        return cls(epoch, 0, 0, torch.zeros(2, num_tasks, device=device), first_bad)
+
+    @classmethod
+    def from_dict(cls, saved: Mapping[str, Any], device: torch.device) -> "EpochProgress":
+        values = {f.name: saved[f.name] for f in fields(cls)}
+        values["sums"] = values["sums"].to(device)
+        values["first_bad_step"] = values["first_bad_step"].to(device)
+        return cls(**values)
 
 
 class Trainer:
@@ -109,6 +142,11 @@ class Trainer:
         self.checkpoint_extras = checkpoint_extras
         self.relation = relation
         self.state = TrainState()
+        self.stop = StopOnSignal()
+        # Set by ``mtl_cli.engine.resume``: a partly done epoch to continue and the RNG state to
+        # restore once the loader is positioned where the checkpoint was taken.
+        self.resume_progress: EpochProgress | None = None
+        self.resume_rng: dict[str, Any] | None = None
         self.monitor_task, self.monitor_metric, self.monitor_higher = self._resolve_monitor(settings.monitor)
         self.metrics_log = MetricsLog(run_dir / "metrics.csv") if run_dir else None
         self._setup_steps()
@@ -160,68 +198,92 @@ class Trainer:
             sampler.set_epoch(epoch)
         return self.train_loader
 
+    def _epoch_batches(self, epoch: int, skip: int) -> Iterator[Mapping[str, Any]]:
+        """The epoch's batches after the first ``skip`` (loaded, not trained on: same order as unbroken)."""
+        batches = iter(self._epoch_loader(epoch))
+        for _ in range(skip):
+            next(batches)
+        if self.resume_rng is not None:
+            restore_rng_state(self.resume_rng)
+            self.resume_rng = None
+        return batches
+
+    def _take_progress(self, epoch: int) -> EpochProgress:
+        progress = self.resume_progress
+        self.resume_progress = None
+        if progress is not None and progress.epoch == epoch:
+            return progress
+        return EpochProgress.start(epoch, len(self.tasks), self.device)
+
     def train_epoch(self, epoch: int) -> tuple[dict[str, float], dict[str, float]]:
         """One pass over the training data; returns the mean loss and mean weight per task (over all ranks)."""
         self.model.train()
         if self.settings.freeze_batchnorm:
             distributed.freeze_batchnorm_(self.model)
-        k = len(self.tasks)
-        sums = torch.zeros(2, k, device=self.device)  # running loss and weight sums
-        loss_sum, weight_sum = sums[0], sums[1]
-        first_bad_step = torch.full((k,), -1, dtype=torch.long, device=self.device)
-        steps = batches = in_step = 0
+        progress = self._take_progress(epoch)
+        loss_sum, weight_sum = progress.sums[0], progress.sums[1]
+        in_step = 0
         needs_features = self.weighting.needs_features
         shared = self.model.shared_parameters()
         shared_ids = {id(p) for p in shared}
         task_params = [p for p in self.model.parameters() if p.requires_grad and id(p) not in shared_ids]
         max_steps = self.settings.max_steps
-        loader = self._epoch_loader(epoch)
-        num_batches = len(loader)
+        num_batches = len(self.train_loader)
         bar = tqdm(
-            loader,
+            self._epoch_batches(epoch, progress.batches),
+            total=num_batches,
+            initial=progress.batches,
             desc=f"epoch {epoch}/{self.settings.epochs}",
             disable=None if self.settings.progress and self.ranks.is_main else True,  # None: only on a terminal
             leave=False,
             dynamic_ncols=True,
         )
         start = time.perf_counter()
-        images_seen = 0
         self.optimizer.zero_grad(set_to_none=True)
         for batch in bar:
-            batches += 1
+            progress.batches += 1
             in_step += 1
-            step_now = in_step == self.settings.accumulate or batches == num_batches
-            losses, weights = self._forward_backward(batch, shared, needs_features, epoch, sync=step_now, task_params=task_params)
+            step_now = in_step == self.settings.accumulate or progress.batches == num_batches
+            losses, weights = self._forward_backward(
+                batch, shared, needs_features, epoch, sync=step_now, task_params=task_params
+            )
             detached = losses.detach()
             loss_sum += detached
             weight_sum += weights.detach()
-            bad = ~torch.isfinite(detached) & (first_bad_step < 0)
-            first_bad_step = torch.where(bad, torch.full_like(first_bad_step, self.state.step), first_bad_step)
-            images_seen += batch["image"].shape[0]
+            first_bad = progress.first_bad_step
+            bad = ~torch.isfinite(detached) & (first_bad < 0)
+            progress.first_bad_step = torch.where(bad, torch.full_like(first_bad, self.state.step), first_bad)
+            progress.images += batch["image"].shape[0]
             if not step_now:
                 continue
             self._optimizer_step(in_step)
             in_step = 0
             self.state.step += 1
-            steps += 1
+            progress.steps += 1
             at_limit = max_steps is not None and self.state.step >= max_steps
-            if steps % self.settings.log_every_n_steps == 0 or at_limit:
-                self._check_finite(first_bad_step, epoch)
+            sync_point = progress.steps % self.settings.log_every_n_steps == 0 or at_limit
+            signum = self._stop_signal(sync_point)
+            if signum:
+                self._check_finite(progress.first_bad_step, epoch)  # never save a diverged model
+                progress.seconds += time.perf_counter() - start
+                self._save_and_stop(signum, progress)
+            if sync_point:
+                self._check_finite(progress.first_bad_step, epoch)
                 self.weight_history.record(
                     self.state.step, epoch, weights.tolist(), self.weighting.step_report(self.state.step)
                 )
                 if self.settings.progress and self.ranks.is_main:
-                    means = (loss_sum / batches).tolist()
+                    means = (loss_sum / progress.batches).tolist()
                     bar.set_postfix_str(
                         f"loss {sum(means):.3f} " + " ".join(f"{n} {v:.3f}" for n, v in zip(self.task_names, means))
                     )
             if at_limit:
                 break
         bar.close()
-        self._check_finite(first_bad_step, epoch)
-        self.state.train_seconds += time.perf_counter() - start
-        self.state.train_images += images_seen * self.ranks.world_size  # every rank sees as many
-        means = distributed.all_reduce_mean_(sums / max(batches, 1))
+        self._check_finite(progress.first_bad_step, epoch)
+        self.state.train_seconds += progress.seconds + time.perf_counter() - start
+        self.state.train_images += progress.images * self.ranks.world_size  # every rank sees as many
+        means = distributed.all_reduce_mean_(progress.sums / max(progress.batches, 1))
         self.weighting.epoch_end(means[0])
         if self.relation is not None:
             self.relation.epoch_end(epoch)
@@ -292,6 +354,35 @@ class Trainer:
         """Every task's loss on one batch, in task order."""
         return [task.loss(preds[task.name], targets[task.name], masks.get(task.name)) for task in self.tasks]
 
+    def _stop_signal(self, sync_point: bool) -> int:
+        """The stop signal to act on after this step, 0 for none.
+
+        In one process a signal is acted on at once. Under DDP all ranks must stop after the
+        same step, so they agree (a max over ranks) at sync points only: every
+        ``log_every_n_steps`` steps and at the end of an epoch, never adding a collective to
+        the other steps.
+        """
+        if not self.ranks.distributed:
+            return self.stop.signum or 0
+        if not sync_point:
+            return 0
+        flag = torch.tensor([float(self.stop.signum or 0)], device=self.device)
+        return int(distributed.all_reduce_max_(flag).item())
+
+    def _save_and_stop(self, signum: int, progress: EpochProgress | None) -> None:
+        """After the step during which a stop signal came: save ``last.pt`` (rank 0) and raise."""
+        checkpoint = None
+        if self.run_dir is not None:
+            checkpoint = self.run_dir / "checkpoints" / "last.pt"
+            if progress is not None:  # mid-epoch: the end-of-epoch last.pt would lose this epoch's steps
+                state = self.checkpoint_state()
+                state["epoch_progress"] = asdict(progress)
+                save_checkpoint(checkpoint, state)
+            elif not checkpoint.is_file():
+                checkpoint = None
+        where = f"after epoch {self.state.epoch}" if progress is None else f"in epoch {progress.epoch}"
+        raise TrainingInterrupted(signum, checkpoint, f"{where} (step {self.state.step})")
+
     def _check_finite(self, first_bad_step: Tensor, epoch: int) -> None:
         bad = first_bad_step.tolist()
         for name, step in zip(self.task_names, bad):
@@ -304,7 +395,15 @@ class Trainer:
 
     # ----------------------------------------------------------------- the loop
     def fit(self) -> TrainState:
-        """Train until ``epochs`` (or ``max_steps``), validating and checkpointing every epoch."""
+        """Train until ``epochs`` (or ``max_steps``), validating and checkpointing every epoch.
+
+        SIGINT/SIGTERM stop training after the current step with a checkpoint saved and
+        ``TrainingInterrupted`` raised.
+        """
+        with self.stop:
+            return self._fit()
+
+    def _fit(self) -> TrainState:
         start_epoch = self.state.epoch + 1
         for epoch in range(start_epoch, self.settings.epochs + 1):
             started = time.perf_counter()
@@ -322,6 +421,9 @@ class Trainer:
             improved = self._update_best(metrics, epoch)
             log.info(format_epoch_summary(epoch, self.settings.epochs, train_losses, metrics, seconds))
             self._record(epoch, lr, seconds, train_losses, mean_weights, metrics, improved)
+            signum = self._stop_signal(sync_point=True)
+            if signum:
+                self._save_and_stop(signum, None)
             if self.settings.max_steps is not None and self.state.step >= self.settings.max_steps:
                 break
         if self.run_dir is not None:
@@ -356,6 +458,7 @@ class Trainer:
         row.update({f"train/{t}_loss": v for t, v in train_losses.items()})
         row.update({f"weight/{t}": v for t, v in mean_weights.items()})
         row.update(flatten_metrics(metrics))
+        self.state.history.append(row)
         self.metrics_log.append(row)
         checkpoint = self.checkpoint_state()
         folder = self.run_dir / "checkpoints"
@@ -371,22 +474,11 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "weighting": self.weighting.state_dict(),
-            "train_state": {
-                "epoch": self.state.epoch,
-                "step": self.state.step,
-                "best_value": self.state.best_value,
-                "best_epoch": self.state.best_epoch,
-                "best_metrics": self.state.best_metrics,
-                "last_metrics": self.state.last_metrics,
-                "train_seconds": self.state.train_seconds,
-                "train_images": self.state.train_images,
-            },
+            "train_state": asdict(self.state),
             "scaler": self.precision.state_dict(),
-            "rng": {"torch": torch.get_rng_state()},
+            "rng": capture_rng_state(),
             "tasks": self.task_names,
         }
-        if torch.cuda.is_available():
-            state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
         if self.checkpoint_extras is not None:
             state.update(self.checkpoint_extras())
         return state

@@ -1,0 +1,77 @@
+"""The value a training run returns to a Hydra sweeper (what Optuna optimises): ``sweep.objective``."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from omegaconf import DictConfig, OmegaConf
+
+from mtl_cli.engine.records import flatten_dict
+from mtl_cli.errors import UserError
+from mtl_cli.reporting.deltam import (
+    BaselineMatch,
+    DeltaMError,
+    baseline_directions,
+    baseline_metrics,
+    delta_m,
+    match_baselines,
+)
+from mtl_cli.reporting.runs import load_runs
+
+
+class Objective:
+    """``monitor`` (best value of ``trainer.monitor``), ``<task>.<metric>`` (final value) or ``delta_m``.
+
+    Everything that can be checked before training is checked in the constructor: the
+    metric exists, and for ``delta_m`` every task has a completed single-task baseline run
+    in ``sweep.baselines`` (matched as in the report).
+    """
+
+    def __init__(self, cfg: DictConfig, directions: Mapping[str, Mapping[str, bool]]) -> None:
+        self.name = cfg.sweep.objective
+        self.directions = {t: dict(m) for t, m in directions.items()}
+        self.matches: dict[str, BaselineMatch] = {}
+        if self.name == "delta_m":
+            self.matches = self._baselines(cfg)
+            base = baseline_metrics(self.matches)
+            try:  # a zero or missing baseline value would only show after training
+                delta_m(base, base, {**baseline_directions(self.matches), **self.directions})
+            except DeltaMError as exc:
+                raise UserError(f"sweep.objective=delta_m cannot use these baselines: {exc}") from exc
+        elif self.name != "monitor":
+            task, _, metric = self.name.partition(".")
+            if metric not in self.directions.get(task, {}):
+                raise UserError(
+                    f"sweep.objective={self.name}: task '{task}' has no metric '{metric}'; "
+                    f"its metrics: {', '.join(self.directions.get(task, {}))}"
+                )
+
+    @staticmethod
+    def _baselines(cfg: DictConfig) -> dict[str, BaselineMatch]:
+        if not cfg.sweep.baselines:
+            raise UserError(
+                "sweep.objective=delta_m needs single-task runs to compare with: run them "
+                "(mtl-train -m task=cls,seg ...) and set sweep.baselines=[<their multirun dir>]"
+            )
+        candidates = load_runs(list(cfg.sweep.baselines), option="sweep.baselines")
+        config = flatten_dict(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+        tasks = list(cfg.tasks.keys())
+        matches = match_baselines(tasks, config, candidates)
+        missing = [t for t in tasks if t not in matches]
+        if missing:
+            raise UserError(
+                f"sweep.baselines has no completed single-task run of {', '.join(missing)}; "
+                f"add one (mtl-train task={missing[0]} ...) for sweep.objective=delta_m"
+            )
+        return matches
+
+    def value(self, summary: Mapping[str, Any]) -> float | None:
+        """The objective of a finished run from its summary."""
+        if self.name == "monitor":
+            task, _, metric = str(summary.get("monitor", "")).partition(".")
+            return summary.get("best_metrics", {}).get(task, {}).get(metric)
+        if self.name == "delta_m":
+            directions = {**baseline_directions(self.matches), **self.directions}
+            return delta_m(summary["metrics"], baseline_metrics(self.matches), directions)
+        task, _, metric = self.name.partition(".")
+        return summary["metrics"][task][metric]
