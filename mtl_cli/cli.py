@@ -16,6 +16,7 @@ from mtl_cli.errors import UserError, one_line
 
 _TASK_ARG = re.compile(r"^(task)=([\w+,\s]+)$")
 _UNKNOWN_WEIGHT = re.compile(r"Could not override 'loss\.weights\.(\w+)'")
+_AVAILABLE = re.compile(r"Available options in '([\w/]+)':\n((?:\t\S+\n?)+)")
 
 
 def normalise_task_args(argv: list[str]) -> list[str]:
@@ -41,6 +42,9 @@ def _describe(exc: BaseException) -> str:
         task = missing_weight.group(1)
         return f"loss.weights.{task} names a task that is not selected with task=; add it to task= or drop the weight"
     parts = [one_line(str(exc).split("\n")[0])]
+    options = _AVAILABLE.search(str(exc))
+    if options:  # a config group option that does not exist: list the ones that do
+        parts.append(f"available {options.group(1)}: {', '.join(options.group(2).split())}")
     cause = exc.__cause__
     if isinstance(cause, OmegaConfBaseException):
         parts.append(one_line(str(cause).split("\n")[0]))

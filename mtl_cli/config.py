@@ -8,6 +8,7 @@ returns a typed ``DictConfig`` that the rest of the library reads.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 import itertools
@@ -22,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mtl_cli.errors import UserError, one_line
+from mtl_cli.relation.matrix import parse_relation_matrix
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -143,17 +145,51 @@ class BackboneConfig:
 
 @dataclass
 class ArchConfig:
-    """How the tasks share the network."""
+    """How the tasks share the network (``arch=<name>``; see README "Sharing architectures").
+
+    ``branch_at`` (shared_layers, mmoe): the last shared stage, a name or an index;
+    ``num_experts`` (mmoe); ``stitch_init`` (cross_stitch): the initial self weight of
+    every cross-stitch unit (1.0 = independent columns).
+    """
 
     name: str = "shared_layers"
     branch_at: Optional[str] = None
+    num_experts: int = 4
+    stitch_init: float = 0.9
 
 
-@dataclass
-class WeightingConfig:
-    """How the task losses are combined into one update."""
+class RelationName(enum.Enum):
+    none = "none"
+    given = "given"
+    learned = "learned"
 
-    name: str = "ew"
+
+# ``relation.lambda`` is the name users type, but ``lambda`` is a Python keyword, so this
+# dataclass is declared with ``type()`` and without a generated ``__init__``/``__repr__``/
+# ``__eq__`` (their generated source would name the field). OmegaConf reads only its fields
+# and defaults, so ``relation.lambda=abc`` is still rejected at composition time.
+RelationConfig = dataclasses.dataclass(init=False, repr=False, eq=False)(
+    type(
+        "RelationConfig",
+        (),
+        {
+            "__doc__": "Task relationships (``relation=none|given|learned``; see README \"Task relationships\").",
+            "__module__": __name__,
+            "__annotations__": {
+                "name": RelationName,
+                "lambda": float,
+                "matrix": Any,
+                "every_n_steps": int,
+                "lookahead_lr": Optional[float],
+            },
+            "name": RelationName.none,
+            "lambda": 0.0,
+            "matrix": None,
+            "every_n_steps": 10,
+            "lookahead_lr": None,
+        },
+    )
+)
 
 
 @dataclass
@@ -221,10 +257,13 @@ class MTLConfig:
     data: DataConfig = field(default_factory=DataConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     arch: ArchConfig = field(default_factory=ArchConfig)
-    weighting: WeightingConfig = field(default_factory=WeightingConfig)
+    # How the task losses are combined: ``name`` plus that method's options, which are
+    # typed by the method's own dataclass (mtl_cli/weighting) and checked in ``validate``.
+    weighting: Dict[str, Any] = field(default_factory=lambda: {"name": "ew"})
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    relation: RelationConfig = field(default_factory=RelationConfig)  # type: ignore[valid-type]
     sweep: SweepConfig = field(default_factory=SweepConfig)
 
 
@@ -322,6 +361,7 @@ def validate(cfg: DictConfig) -> DictConfig:
             )
         if not math.isfinite(weight) or weight < 0:
             raise UserError(f"loss.weights.{name}={weight}: a loss weight must be a finite number >= 0")
+    _check_weighting(cfg, task_names)
     trainer = cfg.trainer
     _positive("trainer.epochs", trainer.epochs)
     _positive("trainer.batch_size", trainer.batch_size)
@@ -338,6 +378,7 @@ def validate(cfg: DictConfig) -> DictConfig:
         raise UserError(f"optim.lr={cfg.optim.lr}: the learning rate must be > 0")
     if cfg.optim.weight_decay < 0:
         raise UserError(f"optim.weight_decay={cfg.optim.weight_decay}: must be >= 0")
+    _check_relation(cfg.relation, task_names)
     _check_objective(cfg.sweep.objective, task_names)
     return cfg
 
@@ -376,6 +417,26 @@ def _validate_speed(trainer: DictConfig) -> None:
         _positive("trainer.devices", trainer.devices)
     if trainer.grad_clip is not None and not (math.isfinite(trainer.grad_clip) and trainer.grad_clip > 0):
         raise UserError(f"trainer.grad_clip={trainer.grad_clip}: must be a number > 0 (or null for no clipping)")
+
+
+def _check_relation(relation: DictConfig, task_names: list[str]) -> None:
+    strength = relation["lambda"]
+    if not math.isfinite(strength) or strength < 0:
+        raise UserError(f"relation.lambda={strength}: the regulariser strength must be a finite number >= 0")
+    _positive("relation.every_n_steps", relation.every_n_steps)
+    if relation.lookahead_lr is not None and not (math.isfinite(relation.lookahead_lr) and relation.lookahead_lr > 0):
+        raise UserError(f"relation.lookahead_lr={relation.lookahead_lr}: must be > 0 (or null for optim.lr)")
+    if relation.name != RelationName.none:
+        parse_relation_matrix(relation.matrix, task_names, required=relation.name == RelationName.given)
+
+
+def _check_weighting(cfg: DictConfig, task_names: list[str]) -> None:
+    from mtl_cli.weighting import check_static_weights, parse_options  # imports torch: only when validating
+
+    name = str(cfg.weighting.name)
+    parse_options(name, cfg.weighting)
+    weights = task_weights(cfg)
+    check_static_weights(name, task_names, [weights[t] for t in task_names])
 
 
 def _check_objective(objective: str, task_names: list[str]) -> None:

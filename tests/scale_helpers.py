@@ -75,8 +75,8 @@ class TwoTaskMinNorm(Weighting):
 
     per_task_gradients = True
 
-    def __init__(self, task_names, static_weights, reduce: bool = True) -> None:
-        super().__init__(task_names, static_weights)
+    def __init__(self, task_names, static_weights, options=None, reduce: bool = True) -> None:
+        super().__init__(task_names, static_weights, options)
         self.reduce = reduce
 
     def backward(self, losses: Tensor, ctx: StepContext) -> Tensor:
@@ -99,8 +99,8 @@ class TwoTaskMinNorm(Weighting):
 class LearnedLogVariance(Weighting):
     """Uncertainty-style weighting with learned parameters: sum_i exp(-s_i) L_i + s_i."""
 
-    def __init__(self, task_names, static_weights) -> None:
-        super().__init__(task_names, static_weights)
+    def __init__(self, task_names, static_weights, options=None) -> None:
+        super().__init__(task_names, static_weights, options)
         self.log_var = nn.Parameter(torch.zeros(len(task_names)))
 
     def backward(self, losses: Tensor, ctx: StepContext) -> Tensor:
@@ -122,8 +122,8 @@ class FailsOnRank1(Weighting):
 class TwoTaskMinNormLocal(TwoTaskMinNorm):
     """``TwoTaskMinNorm`` without averaging over ranks: each rank combines its own gradients."""
 
-    def __init__(self, task_names, static_weights) -> None:
-        super().__init__(task_names, static_weights, reduce=False)
+    def __init__(self, task_names, static_weights, options=None) -> None:
+        super().__init__(task_names, static_weights, options, reduce=False)
 
 
 TEST_METHODS = {

@@ -29,6 +29,7 @@ from mtl_cli.engine.trainer import Trainer, TrainerSettings
 from mtl_cli.engine.visualize import save_prediction_grid
 from mtl_cli.errors import UserError
 from mtl_cli.models import MultiTaskModel, build_model
+from mtl_cli.relation.learner import build_relation
 from mtl_cli.tasks import Task, build_task
 from mtl_cli.weighting import Weighting, build_weighting
 
@@ -202,6 +203,7 @@ def train_run(
             parts.device,
         )
         config_yaml = OmegaConf.to_yaml(cfg)
+        relation = build_relation(cfg, parts.model, run_dir)
         trainer = Trainer(
             parts.model,
             parts.tasks,
@@ -216,11 +218,13 @@ def train_run(
             checkpoint_extras=lambda: {"config": config_yaml, "overrides": list(overrides)},
             train_model=parts.train_model,
             precision=parts.precision,
+            relation=relation,
         )
         if resume is not None:
             resume.apply(trainer)
         state = trainer.fit()
         if ranks.is_main:
+            parts.model.save_records(run_dir)
             _save_pictures(cfg, parts, run_dir)
         peak = torch.tensor(peak_memory_mb(parts.device), dtype=torch.float64, device=parts.device)
         distributed.all_reduce_max_(peak)
@@ -245,8 +249,11 @@ def train_run(
         wall_time_s=time.perf_counter() - started,
         train_images_per_s=state.train_images / state.train_seconds if state.train_seconds else None,
         params=parts.model.parameter_counts(),
+        weighting={"name": cfg.weighting.name, **parts.weighting.summary_extras()},
         peak_memory_mb=float(peak),  # the largest over ranks
     )
+    if relation is not None:
+        summary["relations"] = relation.summary()
     write_summary()
     log.info("done in %.1fs; records in %s", summary["wall_time_s"], run_dir)
     return summary

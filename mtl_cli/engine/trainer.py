@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -26,8 +27,10 @@ from mtl_cli.engine.signals import StopOnSignal, TrainingInterrupted
 from mtl_cli.engine.speed import memory_format
 from mtl_cli.errors import UserError
 from mtl_cli.models import MultiTaskModel
+from mtl_cli.relation.learner import TaskRelation
 from mtl_cli.tasks import Task
 from mtl_cli.weighting import StepContext, Weighting
+from mtl_cli.weighting.history import WeightHistory
 
 log = logging.getLogger("mtl_cli")
 
@@ -121,6 +124,7 @@ class Trainer:
         checkpoint_extras: Callable[[], Mapping[str, Any]] | None = None,
         train_model: nn.Module | None = None,
         precision: Precision | None = None,
+        relation: TaskRelation | None = None,
     ) -> None:
         self.model = model
         self.train_model = model if train_model is None else train_model
@@ -136,6 +140,7 @@ class Trainer:
         self.settings = settings
         self.run_dir = run_dir
         self.checkpoint_extras = checkpoint_extras
+        self.relation = relation
         self.state = TrainState()
         self.stop = StopOnSignal()
         # Set by ``mtl_cli.engine.resume``: a partly done epoch to continue and the RNG state to
@@ -159,6 +164,7 @@ class Trainer:
         per_task = self.weighting.per_task_gradients
         self.average_gradients = distributed.GradientAverager(self.params if per_task else self.weighting_params)
         distributed.broadcast_state_(self.weighting)
+        self.weight_history = WeightHistory(self.run_dir, self.task_names)
 
     # ----------------------------------------------------------------- setup
     def _resolve_monitor(self, monitor: str) -> tuple[str, str, bool]:
@@ -219,6 +225,8 @@ class Trainer:
         in_step = 0
         needs_features = self.weighting.needs_features
         shared = self.model.shared_parameters()
+        shared_ids = {id(p) for p in shared}
+        task_params = [p for p in self.model.parameters() if p.requires_grad and id(p) not in shared_ids]
         max_steps = self.settings.max_steps
         num_batches = len(self.train_loader)
         bar = tqdm(
@@ -236,7 +244,9 @@ class Trainer:
             progress.batches += 1
             in_step += 1
             step_now = in_step == self.settings.accumulate or progress.batches == num_batches
-            losses, weights = self._forward_backward(batch, shared, needs_features, epoch, sync=step_now)
+            losses, weights = self._forward_backward(
+                batch, shared, needs_features, epoch, sync=step_now, task_params=task_params
+            )
             detached = losses.detach()
             loss_sum += detached
             weight_sum += weights.detach()
@@ -259,6 +269,9 @@ class Trainer:
                 self._save_and_stop(signum, progress)
             if sync_point:
                 self._check_finite(progress.first_bad_step, epoch)
+                self.weight_history.record(
+                    self.state.step, epoch, weights.tolist(), self.weighting.step_report(self.state.step)
+                )
                 if self.settings.progress and self.ranks.is_main:
                     means = (loss_sum / progress.batches).tolist()
                     bar.set_postfix_str(
@@ -272,10 +285,18 @@ class Trainer:
         self.state.train_images += progress.images * self.ranks.world_size  # every rank sees as many
         means = distributed.all_reduce_mean_(progress.sums / max(progress.batches, 1))
         self.weighting.epoch_end(means[0])
+        if self.relation is not None:
+            self.relation.epoch_end(epoch)
         return dict(zip(self.task_names, means[0].tolist())), dict(zip(self.task_names, means[1].tolist()))
 
     def _forward_backward(
-        self, batch: Mapping[str, Any], shared: Sequence[nn.Parameter], needs_features: bool, epoch: int, sync: bool
+        self,
+        batch: Mapping[str, Any],
+        shared: Sequence[nn.Parameter],
+        needs_features: bool,
+        epoch: int,
+        sync: bool,
+        task_params: Sequence[nn.Parameter] = (),
     ) -> tuple[Tensor, Tensor]:
         """Forward, losses and the weighting's backward for one batch; returns (losses, weights).
 
@@ -292,21 +313,29 @@ class Trainer:
                     preds, features = self.train_model(images, return_features=True)
                 else:
                     preds, features = self.train_model(images), None
-                losses = torch.stack(
-                    [
-                        task.loss(
-                            preds[task.name],
-                            task.to_device(batch[task.name], self.device),
-                            valid[task.name].to(self.device) if task.name in valid else None,
-                        )
-                        for task in self.tasks
-                    ]
-                ).float()
+                targets = {task.name: task.to_device(batch[task.name], self.device) for task in self.tasks}
+                masks = {name: mask.to(self.device) for name, mask in valid.items()}
+                batch_losses = functools.partial(self._task_losses, targets=targets, masks=masks)
+                task_losses = [self.precision.scale_gradients(loss.float()) for loss in batch_losses(preds)]
+            losses = torch.stack(task_losses)
+            if self.relation is not None:
+                self.relation.before_backward(
+                    self.state.step, images, losses, lambda p: torch.stack(batch_losses(p))
+                )
             ctx = StepContext(
-                shared, features, self.state.step, epoch, grad_scale=self.precision.grad_scale() if per_task else None
+                shared,
+                features,
+                self.state.step,
+                epoch,
+                task_losses,
+                task_params,
+                grad_scale=self.precision.grad_scale() if per_task else None,
             )
-            weights = self.weighting.backward(self.precision.scale_gradients(losses), ctx)
-        return losses, weights
+            weights = self.weighting.backward(losses, ctx)
+            if self.relation is not None:
+                self.relation.after_backward()
+        # A copy: some methods return a view of parameters the optimiser step then updates.
+        return losses, weights.detach().clone()
 
     def _optimizer_step(self, batches: int) -> None:
         """Average the gradients (over ranks, over ``batches`` accumulated batches), clip, step, zero."""
@@ -318,6 +347,12 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.params, self.settings.grad_clip)
         self.precision.step(self.optimizer)
         self.optimizer.zero_grad(set_to_none=True)
+
+    def _task_losses(
+        self, preds: Mapping[str, Tensor], targets: Mapping[str, Tensor], masks: Mapping[str, Tensor]
+    ) -> list[Tensor]:
+        """Every task's loss on one batch, in task order."""
+        return [task.loss(preds[task.name], targets[task.name], masks.get(task.name)) for task in self.tasks]
 
     def _stop_signal(self, sync_point: bool) -> int:
         """The stop signal to act on after this step, 0 for none.
@@ -391,6 +426,8 @@ class Trainer:
                 self._save_and_stop(signum, None)
             if self.settings.max_steps is not None and self.state.step >= self.settings.max_steps:
                 break
+        if self.run_dir is not None:
+            self.weight_history.save_plot(self.run_dir / "weights.png")
         return self.state
 
     def _update_best(self, metrics: Mapping[str, Mapping[str, float]], epoch: int) -> bool:

@@ -1,0 +1,68 @@
+"""The task weights over training: a log line, ``weights.csv`` and ``weights.png`` in the run directory."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from mtl_cli.engine.records import MetricsLog
+
+log = logging.getLogger("mtl_cli")
+
+
+class WeightHistory:
+    """Records the weights of every logged step (and what the method reports, e.g. gradient cosines).
+
+    ``record`` is called every ``log_every_n_steps`` steps with values already on the
+    host; it appends a row to ``weights.csv`` and logs one line. ``save_plot`` draws
+    ``weights.png`` from the CSV, so the picture covers resumed runs too.
+    """
+
+    def __init__(self, run_dir: Path | None, task_names: Sequence[str]) -> None:
+        self.task_names = list(task_names)
+        self.csv_path = run_dir / "weights.csv" if run_dir else None
+        self.rows = MetricsLog(self.csv_path) if self.csv_path else None
+
+    def record(self, step: int, epoch: int, weights: Sequence[float], report: Mapping[str, float]) -> None:
+        shown = " ".join(f"{t} {w:.4g}" for t, w in zip(self.task_names, weights))
+        extra = " ".join(f"{k} {v:.3f}" for k, v in report.items())
+        log.info("step %d (epoch %d): weights %s%s", step, epoch, shown, f" | {extra}" if extra else "")
+        if self.rows is not None:
+            row: dict[str, float | int] = {"step": step, "epoch": epoch}
+            row.update({f"weight/{t}": w for t, w in zip(self.task_names, weights)})
+            row.update(report)
+            self.rows.append(row)
+
+    def save_plot(self, path: Path) -> None:
+        """Weights per task against the step; gradient cosines in a second panel when recorded."""
+        if self.csv_path is None or not self.csv_path.is_file():
+            return
+        with self.csv_path.open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        if not rows:
+            return
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        steps = [int(r["step"]) for r in rows]
+        cosines = [c for c in rows[0] if c.startswith("cos/")]
+        panels = 2 if cosines else 1
+        fig, axes = plt.subplots(panels, 1, figsize=(7, 3.2 * panels), sharex=True, squeeze=False)
+        for task in self.task_names:
+            axes[0][0].plot(steps, [float(r[f"weight/{task}"]) for r in rows], label=task)
+        axes[0][0].set_ylabel("task weight")
+        axes[0][0].legend(fontsize=8)
+        if cosines:
+            for column in cosines:
+                axes[1][0].plot(steps, [float(r[column]) for r in rows], label=column[4:])
+            axes[1][0].axhline(0.0, color="gray", linewidth=0.5)
+            axes[1][0].set_ylabel("gradient cosine")
+            axes[1][0].legend(fontsize=8)
+        axes[-1][0].set_xlabel("step")
+        fig.tight_layout()
+        fig.savefig(path, dpi=80)
+        plt.close(fig)

@@ -1,0 +1,148 @@
+"""One training step of every method in every mode: who gets which gradient."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mtl_cli.errors import UserError
+from mtl_cli.weighting import METHODS, GradientWeighting, StepContext, build_weighting
+from mtl_cli.weighting.db_mtl import DBMTL
+from mtl_cli.weighting.gradients import TaskGradients
+
+from .conftest import METHOD_MODES, Setup, train_step
+
+
+def flat(tensors) -> torch.Tensor:
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def per_task_grads(losses, inputs) -> torch.Tensor:
+    return torch.stack([flat(torch.autograd.grad(loss, inputs, retain_graph=True)) for loss in losses])
+
+
+def reference(method, setup: Setup, model):
+    """What the step must produce, computed independently on a copy of the model before the step."""
+    ref = setup.fresh_model()
+    ref.load_state_dict(model.state_dict())
+    raw, features = setup.losses(ref, return_features=True)
+    differentiated = method.transform(raw) if isinstance(method, GradientWeighting) else raw
+    shared = ref.shared_parameters()
+    heads = [ref.task_parameters(t.name) for t in setup.tasks]
+    return {
+        "params": per_task_grads(differentiated, shared),
+        "features": per_task_grads(differentiated, [features]),
+        "heads": [flat(torch.autograd.grad(loss, head, retain_graph=True)) for loss, head in zip(differentiated, heads)],
+        "features_tensor": features,
+        "shared": shared,
+    }
+
+
+def test_every_method_has_a_mode_here():
+    assert {name for name, _ in METHOD_MODES} == set(METHODS)
+
+
+@pytest.mark.parametrize("name, options", METHOD_MODES, ids=[f"{n}-{o.get('grad_on', 'loss')}" for n, o in METHOD_MODES])
+def test_one_step_gives_every_parameter_the_right_gradient(setup, name, options):
+    model = setup.fresh_model()
+    names = [t.name for t in setup.tasks]
+    static = [2.0, 0.5] if name in ("ew", "fixed") else [1.0, 1.0]
+    method = build_weighting(name, names, static, {"name": name, **options})
+    expected = reference(method, setup, model)
+    weights = train_step(method, model, setup).detach()
+    assert weights.shape == (2,) and torch.isfinite(weights).all()
+    if name in ("ew", "fixed"):
+        assert weights.tolist() == [2.0, 0.5]
+
+    # Every shared parameter has a finite gradient, and it is the combination the method chose.
+    shared = model.shared_parameters()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in shared)
+    got = flat([p.grad for p in shared])
+    assert got.abs().sum() > 0
+    gradient_method = isinstance(method, GradientWeighting)
+    if gradient_method and method.needs_features:
+        combined = weights @ expected["features"]
+        want = flat(torch.autograd.grad(
+            expected["features_tensor"], expected["shared"], combined.view_as(expected["features_tensor"])
+        ))
+    else:
+        basis = method.average if isinstance(method, DBMTL) else expected["params"]
+        want = weights @ basis
+    torch.testing.assert_close(got, want, rtol=2e-4, atol=1e-6)
+
+    # Task-specific parameters: their own task's gradient (unweighted for gradient methods).
+    for i, task in enumerate(setup.tasks):
+        head = model.task_parameters(task.name)
+        assert all(p.grad is not None for p in head)
+        scale = 1.0 if gradient_method else weights[i]
+        torch.testing.assert_close(flat([p.grad for p in head]), scale * expected["heads"][i], rtol=2e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["uw", "imtl", "gradnorm"])
+def test_learned_method_parameters_get_their_gradient(setup, name):
+    model = setup.fresh_model()
+    method = build_weighting(name, ["cls", "seg"], [1.0, 1.0], {"name": name})
+    with torch.no_grad():
+        losses = torch.stack(setup.losses(setup.fresh_model()))
+    train_step(method, model, setup)
+    (param,) = [p for p in method.parameters() if p.requires_grad]
+    assert param.grad is not None and torch.isfinite(param.grad).all()
+    if name == "uw":  # d/ds_i [exp(-s_i) L_i + s_i] at s = 0
+        torch.testing.assert_close(param.grad, 1.0 - losses, rtol=1e-4, atol=1e-6)
+    if name == "imtl":  # d/ds_i [exp(s_i) L_i - s_i] at s = 0
+        torch.testing.assert_close(param.grad, losses - 1.0, rtol=1e-4, atol=1e-6)
+
+
+def test_loop_and_batched_per_task_gradients_agree(setup):
+    results = []
+    for batched in (False, True):
+        model = setup.fresh_model()
+        losses = setup.losses(model)
+        shared = model.shared_parameters()
+        heads = [p for t in setup.tasks for p in model.task_parameters(t.name)]
+        grads = TaskGradients(batched=batched).compute(losses, shared, heads, retain_graph=False)
+        results.append((grads.clone(), flat([p.grad for p in heads])))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-4, atol=1e-7)
+
+
+def test_buffer_is_reused_across_steps(setup):
+    method = build_weighting("pcgrad", ["cls", "seg"], [1.0, 1.0], {"name": "pcgrad"})
+    model = setup.fresh_model()
+    train_step(method, model, setup)
+    first = method.gradients.buffer
+    train_step(method, model, setup, step=1)
+    assert method.gradients.buffer is first
+    assert method.last_cosine is not None and method.last_cosine.shape == (2, 2)
+    report = method.step_report(1)
+    assert list(report) == ["cos/cls~seg"] and -1.0 <= report["cos/cls~seg"] <= 1.0
+
+
+def test_nash_between_solves_reuses_weights_with_one_backward(setup):
+    method = build_weighting("nash_mtl", ["cls", "seg"], [1.0, 1.0], {"name": "nash_mtl", "update_weights_every": 2})
+    model = setup.fresh_model()
+    first = train_step(method, model, setup, step=0)
+    expected = reference(method, setup, model)
+    second = train_step(method, model, setup, step=1)
+    assert int(method.solves) == 1  # step 1 did not solve
+    torch.testing.assert_close(flat([p.grad for p in model.shared_parameters()]), second @ expected["params"])
+    for i, task in enumerate(setup.tasks):
+        torch.testing.assert_close(flat([p.grad for p in model.task_parameters(task.name)]), expected["heads"][i])
+    unclipped = method.last_weights
+    assert torch.allclose(second / second.sum(), unclipped / unclipped.sum())
+    assert torch.isfinite(first).all()
+    assert method.summary_extras() == {"nash_mtl": {"solves": 1, "solve_failures": 0}}
+
+
+def test_features_mode_refuses_a_model_whose_shared_parameters_bypass_the_representation(setup):
+    method = build_weighting("mgda", ["cls", "seg"], [1.0, 1.0], {"name": "mgda", "grad_on": "features"})
+    model = setup.fresh_model()
+    losses, features = setup.losses(model, return_features=True)
+    bypass = torch.nn.Parameter(torch.zeros(3))  # "shared" but not behind the representation
+    shared = [*model.shared_parameters(), bypass]
+    heads = [p for t in setup.tasks for p in model.task_parameters(t.name)]
+    ctx = StepContext(shared, features, 0, 1, losses, heads)
+    with pytest.raises(UserError, match="grad_on=features: 1 shared parameter"):
+        method.backward(torch.stack(losses), ctx)
+    with pytest.raises(UserError, match="returned no shared representation"):
+        method.backward(torch.stack(losses), StepContext(shared, None, 0, 1, losses, heads))
