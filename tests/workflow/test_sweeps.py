@@ -6,9 +6,11 @@ import csv
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from conftest import TINY, read_summary, run_cli
+from mtl_cli.config import CONFIG_DIR, register_configs
 from mtl_cli.report import main as report_main
 from wf_helpers import one_thread  # noqa: F401 (autouse)
 
@@ -77,6 +79,7 @@ def test_weight_sweep_with_baselines_reports_delta_m(workdir, capsys):
 
 
 def test_optuna_searches_the_loss_weight_for_delta_m(workdir):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")  # the [sweep] extra (part of [dev])
     run_cli(
         "mtl_cli.train",
         ["hparams_search=loss_weights", "hydra.sweeper.n_trials=2", *ARGS, "sweep.baselines=[base]", "hydra.sweep.dir=optuna"],
@@ -92,6 +95,7 @@ def test_optuna_searches_the_loss_weight_for_delta_m(workdir):
 
 
 def test_joblib_launcher_runs_jobs_in_parallel_processes(workdir):
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")  # the [sweep] extra (part of [dev])
     run_cli(
         "mtl_cli.train",
         ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "task=cls,seg", *ARGS, "hydra.sweep.dir=parallel"],
@@ -108,3 +112,14 @@ def test_a_sweep_never_reuses_an_earlier_sweep_directory(workdir):
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and "hydra.sweep.dir" in lines[0], proc.stderr
     assert {p: p.read_bytes() for p in (workdir / "base").rglob("*") if p.is_file()} == before
+
+
+def test_slurm_launcher_config_composes():
+    """The documented SLURM launcher (cannot run here): it composes onto hydra-submitit-launcher."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")  # the [slurm] extra (part of [dev])
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert (launcher.partition, launcher.gpus_per_node, launcher.timeout_min) == ("gpu", 1, 240)
