@@ -8,18 +8,22 @@ returns a typed ``DictConfig`` that the rest of the library reads.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import functools
 import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+import yaml
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mtl_cli.errors import UserError, one_line
+from mtl_cli.relation.matrix import parse_relation_matrix
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -32,6 +36,22 @@ class Device(enum.Enum):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
+
+
+class Backend(enum.Enum):
+    """torch.distributed backend; ``auto`` = nccl on CUDA, gloo on CPU."""
+
+    auto = "auto"
+    nccl = "nccl"
+    gloo = "gloo"
+
+
+class BatchNormMode(enum.Enum):
+    """BatchNorm under DDP: per-rank batch statistics, synchronised statistics, or frozen statistics."""
+
+    per_rank = "per_rank"
+    sync = "sync"
+    frozen = "frozen"
 
 
 class OptimizerName(enum.Enum):
@@ -62,18 +82,55 @@ class TaskConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Training-time augmentation (validation data is never augmented).
+
+    Geometric steps act identically on the image and every dense target: a random
+    scale-crop (zoom in by a factor drawn uniformly from ``scale``; ``[1.0, 1.0]`` turns it
+    off) and a horizontal flip with probability 1/2 when ``hflip``. Photometric jitter
+    (``brightness``, ``contrast``, ``saturation``: factors in ``[1 - x, 1 + x]``; ``hue``:
+    shift in ``[-x, x]``) touches the image only.
+    """
+
+    scale: List[float] = field(default_factory=lambda: [1.0, 1.0])
+    hflip: bool = False
+    brightness: float = 0.0
+    contrast: float = 0.0
+    saturation: float = 0.0
+    hue: float = 0.0
+
+
+@dataclass
 class DataConfig:
-    """Dataset selection; ``tasks`` holds the per-task facts the dataset provides."""
+    """Dataset selection; ``tasks`` holds the per-task facts the dataset provides.
+
+    ``root``: the dataset's folder. ``num_train`` / ``num_val``: how many samples to
+    generate (built-in data) or to use from the split (real data; ``null`` = all).
+    ``train_split`` / ``val_split``: split names under ``root``. ``resize``: ``[H, W]`` every
+    sample is resized to on loading (``null`` keeps the files' resolution). ``label_set``:
+    Cityscapes' 7 or 19 classes. ``source`` / ``download``: where MultiMNIST takes its digits
+    (``digits`` or ``mnist``) and whether MNIST may be downloaded. ``check_files``: how many
+    samples per split are fully read and checked before training starts. ``mean`` / ``std``:
+    the dataset's normalisation. ``augment``: training augmentation.
+    """
 
     name: str = "shapes"
     root: Optional[str] = None
-    num_train: int = 4000
-    num_val: int = 500
+    num_train: Optional[int] = 4000
+    num_val: Optional[int] = 500
     image_size: int = 64
     seed: int = 0
     cache_dir: Optional[str] = None
     mean: List[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
     std: List[float] = field(default_factory=lambda: [0.25, 0.25, 0.25])
+    train_split: str = "train"
+    val_split: str = "val"
+    resize: Optional[List[int]] = None
+    label_set: Optional[int] = None
+    source: Optional[str] = None
+    download: bool = False
+    check_files: int = 4
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     tasks: Dict[str, Dict[str, Any]] = field(default_factory=dict)
 
 
@@ -88,10 +145,51 @@ class BackboneConfig:
 
 @dataclass
 class ArchConfig:
-    """How the tasks share the network."""
+    """How the tasks share the network (``arch=<name>``; see README "Sharing architectures").
+
+    ``branch_at`` (shared_layers, mmoe): the last shared stage, a name or an index;
+    ``num_experts`` (mmoe); ``stitch_init`` (cross_stitch): the initial self weight of
+    every cross-stitch unit (1.0 = independent columns).
+    """
 
     name: str = "shared_layers"
     branch_at: Optional[str] = None
+    num_experts: int = 4
+    stitch_init: float = 0.9
+
+
+class RelationName(enum.Enum):
+    none = "none"
+    given = "given"
+    learned = "learned"
+
+
+# ``relation.lambda`` is the name users type, but ``lambda`` is a Python keyword, so this
+# dataclass is declared with ``type()`` and without a generated ``__init__``/``__repr__``/
+# ``__eq__`` (their generated source would name the field). OmegaConf reads only its fields
+# and defaults, so ``relation.lambda=abc`` is still rejected at composition time.
+RelationConfig = dataclasses.dataclass(init=False, repr=False, eq=False)(
+    type(
+        "RelationConfig",
+        (),
+        {
+            "__doc__": "Task relationships (``relation=none|given|learned``; see README \"Task relationships\").",
+            "__module__": __name__,
+            "__annotations__": {
+                "name": RelationName,
+                "lambda": float,
+                "matrix": Any,
+                "every_n_steps": int,
+                "lookahead_lr": Optional[float],
+            },
+            "name": RelationName.none,
+            "lambda": 0.0,
+            "matrix": None,
+            "every_n_steps": 10,
+            "lookahead_lr": None,
+        },
+    )
+)
 
 
 @dataclass
@@ -117,6 +215,16 @@ class TrainerConfig:
     log_every_n_steps: int = 10
     vis_images: int = 4
     progress: bool = True
+    # scale-out and speed (README "Multi-GPU and multi-node", "Mixed precision and speed")
+    devices: Optional[int] = None
+    backend: Backend = Backend.auto
+    batch_norm: BatchNormMode = BatchNormMode.per_rank
+    precision: str = "32"
+    compile: bool = False
+    channels_last: bool = False
+    accumulate: int = 1
+    grad_clip: Optional[float] = None
+    prefetch_factor: int = 2
 
 
 @dataclass
@@ -140,6 +248,7 @@ class MTLConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    relation: RelationConfig = field(default_factory=RelationConfig)  # type: ignore[valid-type]
 
 
 def known_task_names() -> list[str]:
@@ -154,6 +263,27 @@ def sort_tasks(names: list[str]) -> list[str]:
     return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
 
 
+def _yaml_task_keys(path: Path) -> set[str]:
+    tasks = (yaml.safe_load(path.read_text()) or {}).get("tasks") or {}
+    return set(tasks)
+
+
+@functools.lru_cache(maxsize=1)
+def task_families() -> dict[str, tuple[str, ...]]:
+    """For each data config, the task files (canonical order) whose tasks it provides.
+
+    A task file may define several tasks (e.g. ``attribute_groups``). Only tasks of one
+    family can be trained together, so combinations are registered within families: this
+    keeps ``--help`` and the ConfigStore small however many datasets bring their own tasks.
+    """
+    files = {p.stem: _yaml_task_keys(p) for p in (CONFIG_DIR / "task").glob("*.yaml")}
+    families = {}
+    for path in sorted((CONFIG_DIR / "data").glob("*.yaml")):
+        provided = _yaml_task_keys(path)
+        families[path.stem] = tuple(sort_tasks([f for f, names in files.items() if names and names <= provided]))
+    return families
+
+
 def canonical_task_choice(choice: str, known: list[str] | None = None) -> str:
     """Turn ``"seg+cls"`` into ``"cls+seg"``; raise ``UserError`` naming an unknown task."""
     known = known_task_names() if known is None else known
@@ -166,22 +296,23 @@ def canonical_task_choice(choice: str, known: list[str] | None = None) -> str:
             )
     if len(set(names)) != len(names):
         raise UserError(f"task={choice} names a task twice; name each task once")
+    families = task_families()
+    if len(names) > 1 and not any(set(names) <= set(family) for family in families.values()):
+        by_data = "; ".join(f"data={d}: {', '.join(f)}" for d, f in families.items() if f)
+        raise UserError(f"task={choice}: no dataset provides all of these tasks; combine tasks of one dataset ({by_data})")
     return "+".join(sort_tasks(names))
 
 
 def register_configs() -> None:
-    """Register the schema and every multi-task combination with Hydra's ConfigStore."""
+    """Register the schema and every multi-task combination within a task family."""
     cs = ConfigStore.instance()
     cs.store(name="mtl_schema", node=MTLConfig)
-    known = known_task_names()
-    for k in range(2, len(known) + 1):
-        for combo in itertools.combinations(known, k):
-            cs.store(
-                group="task",
-                name="+".join(combo),
-                node={"defaults": list(combo)},
-                package="_global_",
-            )
+    combos: set[tuple[str, ...]] = set()
+    for family in task_families().values():
+        for k in range(2, len(family) + 1):
+            combos.update(itertools.combinations(family, k))
+    for combo in sorted(combos):
+        cs.store(group="task", name="+".join(combo), node={"defaults": list(combo)}, package="_global_")
 
 
 def _typed(cfg: DictConfig) -> DictConfig:
@@ -225,16 +356,13 @@ def validate(cfg: DictConfig) -> DictConfig:
         _positive("trainer.max_steps", trainer.max_steps)
     if trainer.vis_images < 0:
         raise UserError(f"trainer.vis_images={trainer.vis_images}: must be >= 0")
-    data = cfg.data
-    _positive("data.num_train", data.num_train)
-    _positive("data.num_val", data.num_val)
-    _positive("data.image_size", data.image_size)
-    if len(data.mean) != 3 or len(data.std) != 3 or min(data.std) <= 0:
-        raise UserError("data.mean and data.std must each hold 3 numbers, std > 0")
+    _validate_speed(trainer)
+    _validate_data(cfg.data)
     if not cfg.optim.lr > 0:
         raise UserError(f"optim.lr={cfg.optim.lr}: the learning rate must be > 0")
     if cfg.optim.weight_decay < 0:
         raise UserError(f"optim.weight_decay={cfg.optim.weight_decay}: must be >= 0")
+    _check_relation(cfg.relation, task_names)
     return cfg
 
 
@@ -245,6 +373,53 @@ def _check_weighting(cfg: DictConfig, task_names: list[str]) -> None:
     parse_options(name, cfg.weighting)
     weights = task_weights(cfg)
     check_static_weights(name, task_names, [weights[t] for t in task_names])
+
+
+def _validate_data(data: DictConfig) -> None:
+    for key in ("num_train", "num_val"):
+        if data[key] is not None:
+            _positive(f"data.{key}", data[key])
+    _positive("data.image_size", data.image_size)
+    if data.check_files < 0:
+        raise UserError(f"data.check_files={data.check_files}: must be >= 0")
+    if len(data.mean) != 3 or len(data.std) != 3 or min(data.std) <= 0:
+        raise UserError("data.mean and data.std must each hold 3 numbers, std > 0")
+    if data.resize is not None and (len(data.resize) != 2 or min(data.resize) <= 0):
+        raise UserError(f"data.resize={list(data.resize)}: give [height, width], both positive, or null")
+    aug = data.augment
+    if len(aug.scale) != 2 or not 1.0 <= aug.scale[0] <= aug.scale[1]:
+        raise UserError(f"data.augment.scale={list(aug.scale)}: give [min, max] with 1.0 <= min <= max")
+    for key in ("brightness", "contrast", "saturation"):
+        if not 0.0 <= aug[key] <= 1.0:
+            raise UserError(f"data.augment.{key}={aug[key]}: must be in [0, 1]")
+    if not 0.0 <= aug.hue <= 0.5:
+        raise UserError(f"data.augment.hue={aug.hue}: must be in [0, 0.5]")
+
+
+PRECISIONS = ("32", "bf16", "16")
+
+
+def _validate_speed(trainer: DictConfig) -> None:
+    """Range checks of the scale-out and speed settings of ``trainer``."""
+    if trainer.precision not in PRECISIONS:
+        raise UserError(f"trainer.precision={trainer.precision}: choose one of {', '.join(PRECISIONS)}")
+    _positive("trainer.accumulate", trainer.accumulate)
+    _positive("trainer.prefetch_factor", trainer.prefetch_factor)
+    if trainer.devices is not None:
+        _positive("trainer.devices", trainer.devices)
+    if trainer.grad_clip is not None and not (math.isfinite(trainer.grad_clip) and trainer.grad_clip > 0):
+        raise UserError(f"trainer.grad_clip={trainer.grad_clip}: must be a number > 0 (or null for no clipping)")
+
+
+def _check_relation(relation: DictConfig, task_names: list[str]) -> None:
+    strength = relation["lambda"]
+    if not math.isfinite(strength) or strength < 0:
+        raise UserError(f"relation.lambda={strength}: the regulariser strength must be a finite number >= 0")
+    _positive("relation.every_n_steps", relation.every_n_steps)
+    if relation.lookahead_lr is not None and not (math.isfinite(relation.lookahead_lr) and relation.lookahead_lr > 0):
+        raise UserError(f"relation.lookahead_lr={relation.lookahead_lr}: must be > 0 (or null for optim.lr)")
+    if relation.name != RelationName.none:
+        parse_relation_matrix(relation.matrix, task_names, required=relation.name == RelationName.given)
 
 
 def _positive(key: str, value: int) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+import contextlib
+from typing import Any, Callable, ContextManager, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -12,14 +13,24 @@ from mtl_cli.tasks import Task
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, loader: Iterable[Mapping], tasks: Sequence[Task], device: torch.device
+    model: nn.Module,
+    loader: Iterable[Mapping],
+    tasks: Sequence[Task],
+    device: torch.device,
+    autocast: Callable[[], ContextManager[Any]] = contextlib.nullcontext,
+    memory_format: torch.memory_format = torch.preserve_format,
 ) -> dict[str, dict[str, float]]:
-    """``{task: {metric: value}}`` over everything ``loader`` yields (model left in eval mode)."""
+    """``{task: {metric: value}}`` over everything ``loader`` yields (model left in eval mode).
+
+    In a multi-process run each rank evaluates its shard and the metric states are
+    reduced over ranks, so every rank returns the metrics of the whole set.
+    """
     model.eval()
     accumulators = {task.name: task.metrics() for task in tasks}
     for batch in loader:
-        images = batch["image"].to(device, non_blocking=True)
-        preds = model(images)
+        images = batch["image"].to(device, non_blocking=True, memory_format=memory_format)
+        with autocast():
+            preds = model(images)
         valid = batch.get("valid", {})
         for task in tasks:
             target = task.to_device(batch[task.name], device)

@@ -12,16 +12,21 @@ from typing import Any, Sequence
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 from torch.utils.data import DataLoader
 
 import mtl_cli
 from mtl_cli.config import task_weights
-from mtl_cli.data import MultiTaskCollate, build_datasets
-from mtl_cli.engine.environment import peak_memory_mb, resolve_device, seed_everything
+from mtl_cli.data import MultiTaskCollate, build_datasets, with_augment_seeds
+from mtl_cli.engine import distributed
+from mtl_cli.engine.environment import peak_memory_mb, seed_everything
+from mtl_cli.engine.precision import Precision
 from mtl_cli.engine.records import write_json
+from mtl_cli.engine.speed import loader_options, training_module
 from mtl_cli.engine.trainer import Trainer, TrainerSettings
 from mtl_cli.engine.visualize import save_prediction_grid
 from mtl_cli.models import MultiTaskModel, build_model
+from mtl_cli.relation.learner import build_relation
 from mtl_cli.tasks import Task, build_task
 from mtl_cli.weighting import Weighting, build_weighting
 
@@ -40,6 +45,8 @@ class Components:
     train_loader: DataLoader
     val_loader: DataLoader
     device: torch.device
+    train_model: nn.Module  # the model as the training step calls it (DDP / compiled)
+    precision: Precision
 
 
 def build_tasks(cfg: DictConfig) -> list[Task]:
@@ -72,11 +79,19 @@ def build_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer) -> torch.
 
 
 def build_components(cfg: DictConfig) -> Components:
-    """Build tasks, data, model, weighting, optimiser and scheduler from a validated config."""
-    device = resolve_device(cfg.trainer.device.value)
-    seed_everything(cfg.trainer.seed)
+    """Build tasks, data, model, weighting, optimiser and scheduler from a validated config.
+
+    Under torchrun this also joins the process group: each rank gets its shard of the
+    data and the model wrapped in DDP.
+    """
+    trainer_cfg = cfg.trainer
+    _, device = distributed.setup(trainer_cfg.device.value, trainer_cfg.backend.value, trainer_cfg.devices)
+    precision = Precision.from_config(trainer_cfg.precision, device)
+    seed_everything(trainer_cfg.seed)
     tasks = build_tasks(cfg)
-    train_set, val_set = build_datasets(cfg.data, [t.name for t in tasks])
+    train_set, val_set = build_datasets(
+        cfg.data, [t.name for t in tasks], {t.name: {**t.settings, "kind": t.kind} for t in tasks}
+    )
     model = build_model(cfg, tasks).to(device)
     weights = task_weights(cfg)
     hparams = OmegaConf.to_container(cfg.weighting, resolve=True)
@@ -89,30 +104,34 @@ def build_components(cfg: DictConfig) -> Components:
     optimizer = build_optimizer(cfg, groups)
     scheduler = build_scheduler(cfg, optimizer)
     collate = MultiTaskCollate(tasks)
-    pin = device.type == "cuda"
-    workers = cfg.trainer.num_workers
-    generator = torch.Generator()
+    options = loader_options(trainer_cfg.num_workers, trainer_cfg.prefetch_factor, device)
+    sampler = distributed.train_sampler(train_set, trainer_cfg.seed)
     train_loader = DataLoader(
         train_set,
-        batch_size=cfg.trainer.batch_size,
-        shuffle=True,
-        drop_last=len(train_set) > cfg.trainer.batch_size,
-        generator=generator,
+        batch_size=trainer_cfg.batch_size,
+        sampler=with_augment_seeds(train_set, sampler, trainer_cfg.seed),
+        drop_last=len(sampler) > trainer_cfg.batch_size,
+        generator=torch.Generator(),  # reseeded every epoch; seeds the workers
         collate_fn=collate,
-        num_workers=workers,
-        pin_memory=pin,
-        persistent_workers=workers > 0,
+        **options,
     )
     val_loader = DataLoader(
         val_set,
-        batch_size=cfg.trainer.batch_size,
-        shuffle=False,
+        batch_size=trainer_cfg.batch_size,
+        sampler=distributed.ShardSampler(len(val_set)),
         collate_fn=collate,
-        num_workers=workers,
-        pin_memory=pin,
-        persistent_workers=workers > 0,
+        **options,
     )
-    return Components(tasks, model, weighting, optimizer, scheduler, train_loader, val_loader, device)
+    train_model = training_module(
+        model,
+        device,
+        channels_last=trainer_cfg.channels_last,
+        batch_norm=trainer_cfg.batch_norm.value,
+        compile=trainer_cfg.compile,
+    )
+    return Components(
+        tasks, model, weighting, optimizer, scheduler, train_loader, val_loader, device, train_model, precision
+    )
 
 
 def trainer_settings(cfg: DictConfig) -> TrainerSettings:
@@ -124,6 +143,10 @@ def trainer_settings(cfg: DictConfig) -> TrainerSettings:
         log_every_n_steps=t.log_every_n_steps,
         progress=t.progress,
         monitor=t.monitor,
+        accumulate=t.accumulate,
+        grad_clip=t.grad_clip,
+        channels_last=t.channels_last,
+        freeze_batchnorm=t.batch_norm.value == "frozen",
     )
 
 
@@ -139,16 +162,29 @@ def environment_record() -> dict[str, Any]:
 
 
 def train_run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Train the run ``cfg`` describes, writing every record into ``run_dir``; return the summary."""
+    """Train the run ``cfg`` describes, writing every record into ``run_dir``; return the summary.
+
+    Under torchrun every rank calls this: rank 0's ``run_dir`` is the run's, and only
+    rank 0 writes records.
+    """
     started = time.perf_counter()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    trainer_cfg = cfg.trainer
+    ranks, _ = distributed.setup(trainer_cfg.device.value, trainer_cfg.backend.value, trainer_cfg.devices)
+    run_dir = Path(distributed.broadcast_object(str(run_dir)))
     summary: dict[str, Any] = {
         "status": "running",
         "tasks": list(cfg.tasks.keys()),
         "overrides": list(overrides),
         "environment": environment_record(),
+        "world_size": ranks.world_size,
     }
-    write_json(run_dir / "summary.json", summary)
+
+    def write_summary() -> None:
+        if ranks.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_json(run_dir / "summary.json", summary)
+
+    write_summary()
     try:
         parts = build_components(cfg)
         log.info(
@@ -160,6 +196,7 @@ def train_run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> 
             parts.device,
         )
         config_yaml = OmegaConf.to_yaml(cfg)
+        relation = build_relation(cfg, parts.model, run_dir)
         trainer = Trainer(
             parts.model,
             parts.tasks,
@@ -170,15 +207,22 @@ def train_run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> 
             parts.val_loader,
             parts.device,
             trainer_settings(cfg),
-            run_dir=run_dir,
+            run_dir=run_dir if ranks.is_main else None,
             checkpoint_extras=lambda: {"config": config_yaml},
+            train_model=parts.train_model,
+            precision=parts.precision,
+            relation=relation,
         )
         state = trainer.fit()
-        _save_pictures(cfg, parts, run_dir)
+        if ranks.is_main:
+            parts.model.save_records(run_dir)
+            _save_pictures(cfg, parts, run_dir)
+        peak = torch.tensor(peak_memory_mb(parts.device), dtype=torch.float64, device=parts.device)
+        distributed.all_reduce_max_(peak)
     except BaseException as exc:
         summary.update(status="failed", error=str(exc) or exc.__class__.__name__)
         summary["wall_time_s"] = time.perf_counter() - started
-        write_json(run_dir / "summary.json", summary)
+        write_summary()
         raise
     summary.update(
         status="completed",
@@ -192,9 +236,11 @@ def train_run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> 
         train_images_per_s=state.train_images / state.train_seconds if state.train_seconds else None,
         params=parts.model.parameter_counts(),
         weighting={"name": cfg.weighting.name, **parts.weighting.summary_extras()},
-        peak_memory_mb=peak_memory_mb(parts.device),
+        peak_memory_mb=float(peak),  # the largest over ranks
     )
-    write_json(run_dir / "summary.json", summary)
+    if relation is not None:
+        summary["relations"] = relation.summary()
+    write_summary()
     log.info("done in %.1fs; records in %s", summary["wall_time_s"], run_dir)
     return summary
 
@@ -203,15 +249,16 @@ def _save_pictures(cfg: DictConfig, parts: Components, run_dir: Path) -> None:
     count = cfg.trainer.vis_images
     if count == 0:
         return
-    batch = next(iter(parts.val_loader))
-    images = batch["image"][:count]
+    dataset = parts.val_loader.dataset
+    batch = parts.val_loader.collate_fn([dataset[i] for i in range(min(count, len(dataset)))])  # type: ignore[arg-type]
+    images = batch["image"]
     parts.model.eval()
     with torch.no_grad():
         preds = parts.model(images.to(parts.device))
     save_prediction_grid(
         run_dir / "val_predictions.png",
         images,
-        {t.name: batch[t.name][:count] for t in parts.tasks},
+        {t.name: batch[t.name] for t in parts.tasks},
         {name: pred.float().cpu() for name, pred in preds.items()},
         parts.tasks,
         list(cfg.data.mean),

@@ -17,7 +17,9 @@ from mtl_cli.errors import UserError
 
 
 class Backbone(nn.Module):
-    """A feature extractor as an ordered list of named stages."""
+    """A feature extractor as an ordered list of named stages; ``name`` is its registry name."""
+
+    name: str = "custom"
 
     def __init__(self, stages: list[nn.Module], names: list[str], channels: list[int]) -> None:
         super().__init__()
@@ -146,4 +148,6 @@ def build_backbone(name: str, pretrained: str | None = None, width: int = 32) ->
         raise UserError(f"unknown backbone '{name}'; known backbones: {', '.join(BACKBONES)}")
     if name == "small_cnn" and pretrained:
         raise UserError("backbone.pretrained is not supported for small_cnn (it has no published weights)")
-    return BACKBONES[name](pretrained=pretrained, width=width)
+    backbone = BACKBONES[name](pretrained=pretrained, width=width)
+    backbone.name = name
+    return backbone

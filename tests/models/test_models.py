@@ -7,7 +7,7 @@ import torch
 
 from mtl_cli.errors import UserError
 from mtl_cli.models import build_backbone
-from mtl_cli.models.shared_layers import SharedLayersModel
+from mtl_cli.models.architectures.shared_layers import SharedLayersModel
 from mtl_cli.tasks import build_task
 
 INFO = {"cls": {"num_classes": 4}, "seg": {"num_classes": 5}, "multilabel": {"num_classes": 4}}
@@ -27,7 +27,7 @@ def test_backbone_stages_report_their_channels(name):
 
 
 def test_predictions_have_task_shapes():
-    model = SharedLayersModel(build_backbone("small_cnn", width=8), tasks("cls", "seg", "depth", "normals", "edges", "multilabel"))
+    model = SharedLayersModel(lambda: build_backbone("small_cnn", width=8), tasks("cls", "seg", "depth", "normals", "edges", "multilabel"))
     out, features = model(torch.randn(2, 3, 32, 32), return_features=True)
     assert out["cls"].shape == (2, 4)
     assert out["seg"].shape == (2, 5, 32, 32)
@@ -40,8 +40,8 @@ def test_predictions_have_task_shapes():
 
 def test_branch_point_copies_later_stages_per_task():
     backbone = build_backbone("small_cnn", width=8)
-    shared_all = SharedLayersModel(build_backbone("small_cnn", width=8), tasks("cls", "seg"))
-    branched = SharedLayersModel(backbone, tasks("cls", "seg"), branch_at="stem")
+    shared_all = SharedLayersModel(lambda: build_backbone("small_cnn", width=8), tasks("cls", "seg"))
+    branched = SharedLayersModel(lambda: build_backbone("small_cnn", width=8), tasks("cls", "seg"), branch_at="stem")
     later = sum(p.numel() for s in backbone.stages[1:] for p in s.parameters())
     assert branched.parameter_counts()["total"] == shared_all.parameter_counts()["total"] + later
     shared_ids = {id(p) for p in branched.shared_parameters()}
@@ -51,8 +51,8 @@ def test_branch_point_copies_later_stages_per_task():
 
 
 def test_unknown_branch_point_lists_stages():
-    with pytest.raises(UserError, match="stem, layer1, layer2"):
-        SharedLayersModel(build_backbone("small_cnn", width=8), tasks("cls"), branch_at="layer7")
+    with pytest.raises(UserError, match="0=stem, 1=layer1, 2=layer2, 3=decoder"):
+        SharedLayersModel(lambda: build_backbone("small_cnn", width=8), tasks("cls"), branch_at="layer7")
 
 
 def test_unknown_backbone_lists_known():

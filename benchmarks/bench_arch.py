@@ -1,0 +1,109 @@
+"""Sharing architectures side by side: parameters and training step time on one config.
+
+Every architecture trains on the identical batches with the mtl_cli loop (same loss,
+weighting and optimiser); rounds alternate between the architectures so machine noise
+hits all alike. Prints the parameter counts (total, shared, per task), the median time
+per optimiser step and its ratio to shared_layers (the default).
+
+    python benchmarks/bench_arch.py                           # default config, cls+seg
+    python benchmarks/bench_arch.py --overrides task=cls+seg+depth backbone=resnet18
+    python benchmarks/bench_arch.py --archs shared_layers mtan --extra relation=learned
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from hydra import compose, initialize_config_module
+from torch.utils.data import DataLoader
+
+from mtl_cli.config import register_configs, task_weights, validate
+from mtl_cli.data import MultiTaskCollate, build_datasets
+from mtl_cli.engine.environment import resolve_device, seed_everything
+from mtl_cli.engine.run import build_optimizer, build_tasks
+from mtl_cli.engine.trainer import Trainer, TrainerSettings
+from mtl_cli.models import ARCHITECTURES, build_model
+from mtl_cli.relation.learner import build_relation
+from mtl_cli.weighting import build_weighting
+
+
+def make_trainer(cfg, tasks, loader: DataLoader, device: torch.device) -> tuple[Trainer, dict[str, int]]:
+    """A trainer for ``cfg``'s model on ``loader``, and the model's parameter counts."""
+    seed_everything(cfg.trainer.seed)
+    model = build_model(cfg, tasks).to(device)
+    weights = task_weights(cfg)
+    names = [t.name for t in tasks]
+    weighting = build_weighting(cfg.weighting.name, names, [weights[n] for n in names], dict(cfg.weighting)).to(device)
+    optimizer = build_optimizer(cfg, [{"params": list(model.parameters())}])
+    settings = TrainerSettings(epochs=1, seed=cfg.trainer.seed, progress=False)
+    trainer = Trainer(
+        model, tasks, weighting, optimizer, None, loader, loader, device, settings,
+        relation=build_relation(cfg, model, None),
+    )
+    return trainer, model.parameter_counts()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--overrides", nargs="*", default=[], help="Hydra overrides for every run, e.g. task=cls+seg")
+    parser.add_argument("--archs", nargs="*", default=list(ARCHITECTURES), help="architectures to compare")
+    parser.add_argument("--extra", nargs="*", default=[], help="also time shared_layers with this override")
+    parser.add_argument("--steps", type=int, default=10, help="steps per timed round")
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds per architecture (after one warm-up)")
+    args = parser.parse_args()
+
+    register_configs()
+    variants = {name: [f"arch={name}"] for name in args.archs}
+    variants.update({f"shared_layers {extra}": ["arch=shared_layers", extra] for extra in args.extra})
+    with initialize_config_module("mtl_cli.configs", version_base="1.3"):
+        configs = {
+            name: validate(compose("train", overrides=["trainer.progress=false", *args.overrides, *extra]))
+            for name, extra in variants.items()
+        }
+    first = next(iter(configs.values()))
+    batch_size = first.trainer.batch_size
+    device = resolve_device(first.trainer.device.value)
+    tasks = build_tasks(first)
+    first.data.num_train = args.steps * batch_size  # generate only the images the rounds use
+    train_set, _ = build_datasets(first.data, [t.name for t in tasks])
+    loader = DataLoader(train_set, batch_size=batch_size, shuffle=False, collate_fn=MultiTaskCollate(tasks))
+
+    trainers, counts, times = {}, {}, {name: [] for name in configs}
+    for name, cfg in configs.items():
+        trainers[name], counts[name] = make_trainer(cfg, tasks, loader, device)
+
+    def step_ms(trainer: Trainer) -> float:
+        start = time.perf_counter()
+        trainer.train_epoch(1)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return 1000 * (time.perf_counter() - start) / args.steps
+
+    for trainer in trainers.values():  # warm-up
+        step_ms(trainer)
+    for _ in range(args.rounds):
+        for name, trainer in trainers.items():
+            times[name].append(step_ms(trainer))
+
+    names = [t.name for t in tasks]
+    reference = statistics.median(times.get("shared_layers", next(iter(times.values()))))
+    print(
+        f"config: {' '.join(args.overrides) or '(defaults)'}; device {device}; batch {batch_size}; "
+        f"image {first.data.image_size}px; {args.rounds} rounds x {args.steps} steps"
+    )
+    header = f"{'architecture':<34}{'params':>11}{'shared':>11}" + "".join(f"{n:>10}" for n in names)
+    print(header + f"{'ms/step':>10}{'min':>8}{'max':>8}{'x shared_layers':>17}")
+    for name, values in times.items():
+        c = counts[name]
+        median = statistics.median(values)
+        print(
+            f"{name:<34}{c['total']:>11,}{c['shared']:>11,}" + "".join(f"{c[n]:>10,}" for n in names)
+            + f"{median:>10.1f}{min(values):>8.1f}{max(values):>8.1f}{median / reference:>17.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

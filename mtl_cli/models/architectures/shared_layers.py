@@ -1,0 +1,68 @@
+"""Hard parameter sharing: a trunk shared up to a branch point, then per-task layers.
+
+The layers a task passes through are the backbone stages, then (for dense tasks) a
+decoder, then the task's output projection. ``arch.branch_at`` names the last shared one
+of ``<backbone stages>..., decoder``: by default the whole backbone is shared and every
+task has its own head (decoder + projection); ``branch_at=decoder`` also shares the
+decoder, leaving only the output projections per task, which is ``arch=shared_weights``.
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from mtl_cli.models.architectures.common import BackboneFactory, resolve_branch, stage_copies
+from mtl_cli.models.base import MultiTaskModel
+from mtl_cli.models.heads import DenseDecoder, DenseProjection, ImageHead
+from mtl_cli.tasks import Task
+
+DECODER = "decoder"
+
+
+class SharedLayersModel(MultiTaskModel):
+    """Stages up to ``branch_at`` are shared; later stages are copied per task; one head per task.
+
+    Shared features: the trunk's output (the input of every task's branch). With the
+    decoder shared (and at least one dense task) every task reads the decoder's output:
+    dense tasks through a 1x1 convolution, image-level tasks through global
+    pooling (``ImageHead``); the shared features are then the decoder's output. The
+    shared decoder is as wide as the widest ``tasks.<t>.head_channels`` of the dense tasks.
+    """
+
+    per_task_modules = ("branches", "heads")
+
+    def __init__(self, make_backbone: BackboneFactory, tasks: list[Task], branch_at: str | int | None = None) -> None:
+        super().__init__()
+        self.task_names = [t.name for t in tasks]
+        backbone = make_backbone()
+        stages = len(backbone.stage_names)
+        cut = resolve_branch([*backbone.stage_names, DECODER], branch_at, default=stages)
+        channels = backbone.out_channels
+        tails = stage_copies(backbone, make_backbone, min(cut, stages), len(tasks))
+        self.trunk = nn.Sequential(*backbone.stages[: min(cut, stages)])
+        self.branches = nn.ModuleDict({t.name: tail for t, tail in zip(tasks, tails)})
+        dense = [t for t in tasks if t.dense]
+        self.decoder = DenseDecoder(channels, max(t.head_channels for t in dense)) if cut > stages and dense else None
+        if self.decoder is None:
+            self.heads = nn.ModuleDict({t.name: t.build_head(channels) for t in tasks})
+        else:
+            width = self.decoder.out_channels
+            self.heads = nn.ModuleDict(
+                {
+                    t.name: DenseProjection(width, t.out_channels) if t.dense else ImageHead(width, t.out_channels)
+                    for t in tasks
+                }
+            )
+
+    def forward(self, images: Tensor, return_features: bool = False):  # type: ignore[override]
+        features = self.trunk(images)
+        if self.decoder is not None:
+            features = self.decoder(features)
+        size = (images.shape[-2], images.shape[-1])
+        preds = {name: self.heads[name](self.branches[name](features), size) for name in self.task_names}
+        return (preds, features) if return_features else preds
+
+
+def build(arch: DictConfig, make_backbone: BackboneFactory, tasks: list[Task]) -> MultiTaskModel:
+    return SharedLayersModel(make_backbone, tasks, branch_at=arch.branch_at)

@@ -1,0 +1,70 @@
+"""The relation hooks in the training loop: lambda = 0 and measuring leave training exactly as it was."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+
+from conftest import TINY
+from mtl_cli.config import register_configs, validate
+from mtl_cli.engine.run import build_components
+from mtl_cli.engine.trainer import Trainer, TrainerSettings
+from mtl_cli.relation.learner import build_relation, learned_matrix
+
+register_configs()
+
+
+def trained_state(tmp_path, *overrides: str, steps: int = 3):
+    """Model state after ``steps`` steps, and the run's ``TaskRelation``."""
+    with initialize_config_module("mtl_cli.configs", version_base="1.3"):
+        cfg = validate(compose("train", overrides=[*TINY, "trainer.progress=false", *overrides]))
+    parts = build_components(cfg)
+    relation = build_relation(cfg, parts.model, tmp_path)
+    settings = TrainerSettings(epochs=1, seed=0, max_steps=steps, progress=False)
+    trainer = Trainer(
+        parts.model, parts.tasks, parts.weighting, parts.optimizer, None, parts.train_loader, parts.val_loader,
+        parts.device, settings, relation=relation,
+    )
+    trainer.train_epoch(1)
+    return parts.model.state_dict(), relation
+
+
+def same(a, b) -> bool:
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_lambda_zero_and_measuring_are_exactly_unregularised_training(tmp_path):
+    task = "task=cls+seg+depth"
+    plain, none = trained_state(tmp_path, task)
+    assert none is None
+    matrix = "relation.matrix={cls: {seg: 1.0}, seg: {depth: 2.0}}"
+    off, relation = trained_state(tmp_path, task, "relation=given", "relation.lambda=0.0", matrix)
+    assert relation is None and same(plain, off)
+    measured, relation = trained_state(tmp_path, task, "relation=learned", "relation.every_n_steps=1")
+    assert relation.tracker.run_count == 3 and same(plain, measured)  # incl. BatchNorm statistics
+    coupled, _ = trained_state(tmp_path, task, "relation=given", "relation.lambda=0.5", matrix)
+    assert not same(plain, coupled)
+
+
+@pytest.mark.slow
+def test_learned_relation_writes_matrices_in_task_order_and_feeds_back(tmp_path):
+    _, relation = trained_state(  # train_epoch closes the epoch: averages, writes, feeds back
+        tmp_path, "task=cls+seg+depth", "relation=learned", "relation.every_n_steps=2", "relation.lambda=0.1"
+    )
+    assert relation.task_names == ["cls", "seg", "depth"]
+    rows = list(csv.reader((tmp_path / "relations.csv").open()))
+    assert rows[0] == ["epoch", "measure", "task", "cls", "seg", "depth"]
+    assert [r[:3] for r in rows[1:7]] == [
+        ["1", m, t] for m in ("cosine", "lookahead") for t in ("cls", "seg", "depth")
+    ]
+    assert [r[0] for r in rows[7:]] == ["all"] * 6
+    cosine = torch.tensor([[float(v) for v in r[3:]] for r in rows[1:4]])
+    torch.testing.assert_close(cosine.diagonal(), torch.ones(3), rtol=0, atol=1e-5)
+    torch.testing.assert_close(relation.regularizer.matrix, learned_matrix(cosine), rtol=0, atol=1e-5)
+    assert (tmp_path / "relations.png").stat().st_size > 0
+    summary = relation.summary()
+    assert summary["measurements"] == 2 and sorted(sum(summary["grouping"], [])) == ["cls", "depth", "seg"]
