@@ -269,9 +269,9 @@ class Trainer:
                 self._save_and_stop(signum, progress)
             if sync_point:
                 self._check_finite(progress.first_bad_step, epoch)
-                self.weight_history.record(
-                    self.state.step, epoch, weights.tolist(), self.weighting.step_report(self.state.step)
-                )
+                if self.ranks.is_main:
+                    report = self.weighting.step_report(self.state.step)
+                    self.weight_history.record(self.state.step, epoch, weights.tolist(), report)
                 if self.settings.progress and self.ranks.is_main:
                     means = (loss_sum / progress.batches).tolist()
                     bar.set_postfix_str(

@@ -135,7 +135,10 @@ class GradientWeighting(Weighting):
     weights and the (k, d) matrix they weigh (the gradients themselves, or a method's
     running average of them); the combined gradient is ``weights @ basis``. They may
     override ``transform`` to differentiate a function of each loss (IMTL's scaled
-    losses, DB-MTL's log-losses) instead of the loss itself.
+    losses, DB-MTL's log-losses) instead of the loss itself. ``combine`` always sees
+    true gradients (divided by the fp16 loss scale) that are the same on every DDP rank
+    (parameter gradients averaged over ranks; for the representation, whose gradients
+    are per sample, the Gram matrix is averaged).
     """
 
     options_class: ClassVar[type[MethodOptions]] = GradientOptions
@@ -163,18 +166,17 @@ class GradientWeighting(Weighting):
         own = [p for p in self.parameters() if p.requires_grad]
         targets = self.gradient_targets(ctx)
         grads = self.gradients.compute(task_losses, targets, [*ctx.task_params, *own], retain_graph=self.needs_features)
-        if ctx.grad_scale is not None:  # fp16: the geometry is computed on true gradients
-            grads = grads.float() / ctx.grad_scale
+        if ctx.grad_scale is not None:  # fp16: the methods see true gradients
+            grads.div_(ctx.grad_scale)
         if not self.needs_features:
-            self.all_reduce_mean_(grads)  # DDP: every rank combines the same, global gradients
+            self.all_reduce_mean_(grads)  # DDP: every rank combines the global per-task gradients
         gram = grads @ grads.T
         if self.needs_features:
-            self.all_reduce_mean_(gram)  # per-sample feature gradients differ by rank; their geometry is shared
+            self.all_reduce_mean_(gram)  # representation gradients are per sample: share their geometry
         self.last_cosine = cosine_matrix(gram)
         weights, basis = self.combine(grads, gram, losses.detach(), ctx)
-        combined = weights.to(basis.dtype) @ basis  # a fresh tensor: the parameters' .grad may keep it
-        if ctx.grad_scale is not None:
-            combined = combined * ctx.grad_scale
+        coefficients = weights if ctx.grad_scale is None else weights * ctx.grad_scale
+        combined = coefficients.to(basis.dtype) @ basis  # fresh: the parameters' .grad may keep it
         pieces = [g.view(t.shape) for g, t in zip(combined.split([t.numel() for t in targets]), targets)]
         self.apply_shared_grads(targets, pieces, ctx)
         return weights.to(losses.dtype)

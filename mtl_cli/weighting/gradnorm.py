@@ -45,6 +45,7 @@ class GradNorm(Weighting):
     """
 
     options_class = GradNormOptions
+    per_task_gradients = True
 
     def __init__(self, task_names, static_weights=None, options=None) -> None:
         super().__init__(task_names, static_weights, options)
@@ -72,12 +73,20 @@ class GradNorm(Weighting):
             assert ctx.features is not None, "the trainer passes features when needs_features is set"
             grads = self.gradients.compute(scaled, [ctx.features], ctx.task_params, retain_graph=True)
             ctx.features.backward(grads.sum(dim=0).view_as(ctx.features).to(ctx.features.dtype))
+            squared = self.all_reduce_mean_(grads.pow(2).sum(dim=1))  # per-sample gradients: share the norms
         else:
             grads = self.gradients.compute(scaled, [self._last_shared_layer(ctx)], (), retain_graph=True)
             sum(scaled).backward()
-        norms = grads.norm(dim=1) / weights  # ||dL_i/dW||, unweighted
+            squared = self.all_reduce_mean_(grads).pow(2).sum(dim=1)  # DDP: norms of the global gradients
+        norms = squared.sqrt() / weights  # ||dL_i/dW||, unweighted
+        if ctx.grad_scale is not None:  # fp16: true norms (the weights' own gradient is not loss-scaled)
+            norms = norms / ctx.grad_scale
         ratios = detached / self.initial_losses.clamp_min(1e-12)
-        self.loss_weights.grad = gradnorm_weight_grad(norms, weights, ratios, self.options.alpha)
+        update = gradnorm_weight_grad(norms, weights, ratios, self.options.alpha)
+        if self.loss_weights.grad is None:
+            self.loss_weights.grad = update
+        else:  # gradient accumulation over several batches
+            self.loss_weights.grad.add_(update)
         return weights.to(losses.dtype)
 
     @staticmethod

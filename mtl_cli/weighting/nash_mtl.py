@@ -152,7 +152,11 @@ class NashMTL(GradientWeighting):
         if ctx.task_params:
             torch.autograd.backward(sum(task_losses), inputs=list(ctx.task_params), retain_graph=self.needs_features)
         if self.options.max_norm > 0:
-            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+            squared = torch.stack([g.float().pow(2).sum() for g in grads]).sum()
+            # DDP: the root mean square of the ranks' norms (exact without DDP)
+            norm = self.all_reduce_mean_(squared).sqrt()
+            if ctx.grad_scale is not None:
+                norm = norm / ctx.grad_scale
             scale = (self.options.max_norm / norm.clamp_min(1e-30)).clamp(max=1.0)
             torch._foreach_mul_(grads, scale)
             weights = weights * scale.to(weights)
