@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 from mtl_cli.config import CONFIG_DIR, register_configs, validate
 from mtl_cli.engine.checkpoint import load_checkpoint
 from mtl_cli.engine.evaluate import evaluate, metric_directions
+from mtl_cli.engine.records import config_record
 from mtl_cli.engine.resume import MODEL_KEYS, check_fits, resolve_checkpoint, saved_config
 from mtl_cli.engine.run import build_components
 from mtl_cli.errors import UserError, one_line
@@ -83,7 +84,7 @@ def apply_overrides(saved: DictConfig, overrides: Sequence[str]) -> DictConfig:
     saved_task = "task=" + "+".join(saved.tasks.keys())
     has_task = any(o.key_or_group == "task" for o in parsed)
     composed = _compose_overrides(list(overrides) if has_task else [saved_task, *overrides])
-    result = OmegaConf.create(OmegaConf.to_container(saved, resolve=True, enum_to_str=True))
+    result = OmegaConf.create(config_record(saved))
     for override in parsed:
         key = override.key_or_group
         if key.startswith("hydra."):

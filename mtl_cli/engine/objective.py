@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from mtl_cli.engine.records import flatten_dict
+from mtl_cli.engine.resume import flatten_config
 from mtl_cli.errors import UserError
 from mtl_cli.reporting.deltam import (
     BaselineMatch,
@@ -54,7 +54,7 @@ class Objective:
                 "(mtl-train -m task=cls,seg ...) and set sweep.baselines=[<their multirun dir>]"
             )
         candidates = load_runs(list(cfg.sweep.baselines), option="sweep.baselines")
-        config = flatten_dict(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+        config = flatten_config(cfg)
         tasks = list(cfg.tasks.keys())
         matches = match_baselines(tasks, config, candidates)
         missing = [t for t in tasks if t not in matches]

@@ -7,7 +7,9 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
+
+from omegaconf import DictConfig, OmegaConf
 
 Metrics = Mapping[str, Mapping[str, float]]
 
@@ -84,6 +86,18 @@ def format_metrics(metrics: Metrics) -> str:
         shown = "  ".join(f"{name} {value:.4f}" for name, value in values.items())
         lines.append(f"  {task:<{width}}  {shown}")
     return "\n".join(lines)
+
+
+def config_record(cfg: DictConfig) -> dict[str, Any]:
+    """A config as plain JSON-ready values (interpolations resolved, enums as their names)."""
+    plain = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    assert isinstance(plain, dict)
+    return plain  # type: ignore[return-value]
+
+
+def key_under(key: str, prefixes: Iterable[str]) -> bool:
+    """Whether the dotted ``key`` is one of ``prefixes`` or lies below one."""
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
 
 
 def flatten_dict(node: Any, prefix: str = "") -> dict[str, Any]:

@@ -12,14 +12,14 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
 from mtl_cli.commands import resume_command
 from mtl_cli.config import validate
 from mtl_cli.engine.checkpoint import load_checkpoint
-from mtl_cli.engine.records import flatten_dict
+from mtl_cli.engine.records import config_record, flatten_dict, key_under
 from mtl_cli.engine.trainer import EpochProgress, Trainer, TrainState
 from mtl_cli.errors import UserError, one_line
 
@@ -63,11 +63,7 @@ def saved_config(state: Mapping[str, Any], path: Path) -> DictConfig:
 
 def flatten_config(cfg: DictConfig) -> dict[str, Any]:
     """``{"optim.lr": 0.001, "tasks.cls.kind": "cls", ...}`` with enums as their names."""
-    return flatten_dict(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
-
-
-def _under(key: str, prefixes: Iterable[str]) -> bool:
-    return any(key == p or key.startswith(p + ".") for p in prefixes)
+    return flatten_dict(config_record(cfg))
 
 
 def config_differences(
@@ -77,7 +73,7 @@ def config_differences(
     a, b = flatten_config(saved), flatten_config(wanted)
     diff = {}
     for key in sorted(set(a) | set(b), key=lambda k: (k not in a, k)):
-        if (keys is not None and not _under(key, keys)) or _under(key, ignore):
+        if (keys is not None and not key_under(key, keys)) or key_under(key, ignore):
             continue
         if a.get(key) != b.get(key):
             diff[key] = (a.get(key), b.get(key))

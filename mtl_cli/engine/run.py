@@ -21,7 +21,7 @@ from mtl_cli.engine.environment import peak_memory_mb, seed_everything
 from mtl_cli.engine.evaluate import metric_directions
 from mtl_cli.engine.precision import Precision
 from mtl_cli.engine.provenance import environment_record
-from mtl_cli.engine.records import write_json
+from mtl_cli.engine.records import config_record, write_json
 from mtl_cli.engine.resume import ResumePoint
 from mtl_cli.engine.signals import TrainingInterrupted
 from mtl_cli.engine.speed import loader_options, training_module
@@ -175,7 +175,7 @@ def train_run(
         "tasks": list(cfg.tasks.keys()),
         "overrides": list(overrides),
         "command": command,
-        "config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
+        "config": config_record(cfg),
         "environment": environment_record(),
         "world_size": ranks.world_size,
     }

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from mtl_cli.engine.records import key_under
 from mtl_cli.reporting.runs import Metrics, RunRecord
 
 # Keys that legitimately differ between a multi-task run and its single-task baselines.
@@ -54,13 +55,9 @@ class BaselineMatch:
     differences: list[str]
 
 
-def _ignored(key: str) -> bool:
-    return any(key == p or key.startswith(p + ".") for p in BASELINE_IGNORED)
-
-
 def config_distance(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
     """The flattened config keys (outside ``BASELINE_IGNORED``) whose values differ."""
-    keys = sorted(k for k in set(a) | set(b) if not _ignored(k))
+    keys = sorted(k for k in set(a) | set(b) if not key_under(k, BASELINE_IGNORED))
     return [k for k in keys if a.get(k) != b.get(k)]
 
 

@@ -20,7 +20,7 @@ from mtl_cli.engine.run import train_run
 from mtl_cli.engine.rundir import claim_directory
 from mtl_cli.engine.signals import StopOnSignal, TrainingInterrupted
 from mtl_cli.errors import UserError
-from wf_helpers import compose_cfg, csv_rows, make_trainer, same_weights, start_train, wait_for
+from wf_helpers import compose_cfg, csv_rows, make_trainer, one_thread, same_weights, start_train, wait_for  # noqa: F401
 
 # 8 steps per epoch, so a signal sent after epoch 1 lands in the middle of training.
 ARGS = [*TINY, "data.num_train=128", "trainer.epochs=3", "optim.lr=0.01", "trainer.vis_images=0", "trainer.progress=false"]
@@ -47,41 +47,63 @@ def test_under_torchrun_a_repeated_signal_does_not_abort(monkeypatch):
         assert stop.signum == signal.SIGINT
 
 
-def test_signal_mid_epoch_saves_and_resume_equals_uninterrupted(tmp_path, monkeypatch):
-    cfg = compose_cfg("data.num_train=96", "optim.lr=0.01", "trainer.progress=false", "trainer.vis_images=0")
+# Methods with state beyond the model (learned, loss history, random, previous solution, EMA),
+# architectures with their own shared parts, and gradient accumulation.
+STATEFUL = [
+    ("weighting=uw",), ("weighting=dwa",), ("weighting=rlw",), ("weighting=famo",), ("weighting=gradnorm",),
+    ("weighting=gradvac",), ("weighting=nash_mtl",), ("arch=mtan",), ("arch=cross_stitch",), ("trainer.accumulate=2",),
+]
+
+
+def _interrupt_and_resume(tmp_path: Path, monkeypatch, overrides: tuple[str, ...], stop_step: int):
+    """Train uninterrupted; train again with SIGTERM sent during optimiser step ``stop_step``; resume that."""
+    base = ("data.num_train=96", "optim.lr=0.01", "trainer.progress=false", "trainer.vis_images=0", *overrides)
+    cfg = compose_cfg(*base)
     reference = make_trainer(cfg, tmp_path / "ref")
     reference.fit()
 
     stopped = make_trainer(cfg, tmp_path / "stopped")
-    backward = stopped.weighting.backward
+    backward, sent = stopped.weighting.backward, []
 
     def backward_then_signal(losses, ctx):
         weights = backward(losses, ctx)
-        if ctx.step == 8:  # the 3rd of 6 steps of epoch 2
+        if ctx.step == stop_step and not sent:
+            sent.append(ctx.step)
             os.kill(os.getpid(), signal.SIGTERM)
         return weights
 
     monkeypatch.setattr(stopped.weighting, "backward", backward_then_signal)
     with pytest.raises(TrainingInterrupted) as info:
         stopped.fit()
-    assert info.value.exit_code == 128 + signal.SIGTERM
-    checkpoint = tmp_path / "stopped" / "checkpoints" / "last.pt"
-    assert info.value.checkpoint == checkpoint
-    state = load_checkpoint(checkpoint)
-    assert state["train_state"]["epoch"] == 1 and state["train_state"]["step"] == 9  # the signalled step finished
-    assert state["epoch_progress"]["epoch"] == 2 and state["epoch_progress"]["batches"] == 3
-
-    resumed_cfg = compose_cfg(
-        "data.num_train=96", "optim.lr=0.01", "trainer.progress=false", "trainer.vis_images=0",
-        f"trainer.resume={tmp_path / 'stopped'}",
-    )
+    resumed_cfg = compose_cfg(*base, f"trainer.resume={tmp_path / 'stopped'}")
     resumed = make_trainer(resumed_cfg, tmp_path / "resumed")
     ResumePoint.load(resumed_cfg).apply(resumed)
     resumed.fit()
+    return reference, info.value, resumed
+
+
+def test_signal_mid_epoch_saves_and_resume_equals_uninterrupted(tmp_path, monkeypatch):
+    reference, interrupted, resumed = _interrupt_and_resume(tmp_path, monkeypatch, (), stop_step=8)
+    assert interrupted.exit_code == 128 + signal.SIGTERM
+    checkpoint = tmp_path / "stopped" / "checkpoints" / "last.pt"
+    assert interrupted.checkpoint == checkpoint
+    state = load_checkpoint(checkpoint)
+    assert state["train_state"]["epoch"] == 1 and state["train_state"]["step"] == 9  # the signalled step finished
+    assert state["epoch_progress"]["epoch"] == 2 and state["epoch_progress"]["batches"] == 3
     assert csv_rows(tmp_path / "resumed") == csv_rows(tmp_path / "ref")
     assert resumed.state.last_metrics == reference.state.last_metrics
     assert same_weights(resumed.model.state_dict(), reference.model.state_dict())
     assert same_weights(resumed.optimizer.state_dict()["state"][0], reference.optimizer.state_dict()["state"][0])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("overrides", STATEFUL, ids=lambda o: " ".join(o))
+def test_exact_resume_with_stateful_methods_architectures_and_accumulation(tmp_path, monkeypatch, overrides):
+    stop_step = 4 if "trainer.accumulate=2" in overrides else 8  # in epoch 2 either way
+    reference, _, resumed = _interrupt_and_resume(tmp_path, monkeypatch, overrides, stop_step)
+    assert csv_rows(tmp_path / "resumed") == csv_rows(tmp_path / "ref")
+    assert same_weights(resumed.model.state_dict(), reference.model.state_dict())
+    assert same_weights(resumed.weighting.state_dict(), reference.weighting.state_dict())
 
 
 @pytest.fixture(scope="module")

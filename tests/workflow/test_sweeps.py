@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 
 from conftest import TINY, read_summary, run_cli
 from mtl_cli.report import main as report_main
+from wf_helpers import one_thread  # noqa: F401 (autouse)
 
 pytestmark = pytest.mark.slow
 

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
@@ -16,6 +17,18 @@ from conftest import TINY, cli_env
 from mtl_cli.config import CONFIG_DIR, register_configs, validate
 from mtl_cli.engine.run import build_components, trainer_settings
 from mtl_cli.engine.trainer import Trainer
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One thread per process (this one and the CLI processes it starts): the tiny models here
+    run as fast on one, and on a shared machine spare threads only spin."""
+    previous = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMP_NUM_THREADS", "1")
+        torch.set_num_threads(1)
+        yield
+    torch.set_num_threads(previous)
 
 
 def compose_cfg(*overrides: str) -> DictConfig:
