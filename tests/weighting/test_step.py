@@ -6,12 +6,11 @@ import pytest
 import torch
 
 from mtl_cli.engine.precision import _ScaleGradient
+from mtl_cli.engine.run import build_components
 from mtl_cli.errors import UserError
 from mtl_cli.weighting import METHODS, GradientWeighting, StepContext, build_weighting
 from mtl_cli.weighting.db_mtl import DBMTL
 from mtl_cli.weighting.gradients import TaskGradients
-
-from mtl_cli.engine.run import build_components
 
 from .conftest import METHOD_MODES, Setup, compose_config, train_step
 
