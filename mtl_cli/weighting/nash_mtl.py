@@ -144,7 +144,7 @@ class NashMTL(GradientWeighting):
         """A step between solves: the shared block gets sum_i a_i dL_i (clipped), the heads their own."""
         assert isinstance(self.options, NashMTLOptions)
         task_losses = list(ctx.task_losses) or list(losses.unbind(0))
-        weights = self.last_weights.to(losses.dtype)
+        weights = self.last_weights.to(losses.dtype, copy=True)  # the next solve overwrites the buffer
         targets = self.gradient_targets(ctx)
         weighted = sum(w * loss for w, loss in zip(weights.unbind(0), task_losses))
         grads = torch.autograd.grad(weighted, targets, retain_graph=True, allow_unused=True)

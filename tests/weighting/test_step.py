@@ -6,12 +6,13 @@ import pytest
 import torch
 
 from mtl_cli.engine.precision import _ScaleGradient
+from mtl_cli.engine.run import build_components
 from mtl_cli.errors import UserError
 from mtl_cli.weighting import METHODS, GradientWeighting, StepContext, build_weighting
 from mtl_cli.weighting.db_mtl import DBMTL
 from mtl_cli.weighting.gradients import TaskGradients
 
-from .conftest import METHOD_MODES, Setup, train_step
+from .conftest import METHOD_MODES, Setup, compose_config, train_step
 
 
 def flat(tensors) -> torch.Tensor:
@@ -140,18 +141,54 @@ def test_nash_between_solves_reuses_weights_with_one_backward(setup, grad_on):
     assert method.summary_extras() == {"nash_mtl": {"solves": 1, "solve_failures": 0}}
 
 
-def test_features_mode_refuses_a_model_whose_shared_parameters_bypass_the_representation(setup):
+ARCHS = ["shared_layers", "shared_weights", "mtan", "cross_stitch", "mmoe"]
+
+
+@pytest.fixture(scope="module")
+def arch_setups() -> dict[str, Setup]:
+    setups = {}
+    for arch in ARCHS:
+        parts = build_components(compose_config("task=cls+seg", f"arch={arch}"))
+        batch = next(iter(parts.train_loader))
+        setups[arch] = Setup(parts.model, parts.tasks, batch["image"], batch)
+    return setups
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_every_architecture_trains_with_parameter_gradients(arch_setups, arch):
+    setup = arch_setups[arch]
+    method = build_weighting("upgrad", ["cls", "seg"], [1.0, 1.0], {"name": "upgrad", "grad_on": "params"})
+    model = setup.fresh_model()
+    train_step(method, model, setup)
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.shared_parameters())
+
+
+@pytest.mark.parametrize(
+    "arch, lost",
+    [("shared_layers", False), ("shared_weights", False), ("mtan", True), ("cross_stitch", True), ("mmoe", True)],
+)
+@pytest.mark.parametrize("name", ["mgda", "gradnorm"])
+def test_features_mode_refuses_models_whose_shared_parameters_bypass_the_representation(arch_setups, arch, lost, name):
+    """MTAN's attention reads inner encoder stages, cross-stitch units mix the task columns,
+    MMoE's gates read the input: their shared parameters also reach the losses by other paths."""
+    setup = arch_setups[arch]
+    method = build_weighting(name, ["cls", "seg"], [1.0, 1.0], {"name": name, "grad_on": "features"})
+    model = setup.fresh_model()
+    if lost:
+        with pytest.raises(UserError, match=r"grad_on=features: \d+% of the shared parameters' gradient does not pass"):
+            train_step(method, model, setup)
+    else:
+        train_step(method, model, setup)
+        assert all(p.grad is not None for p in model.shared_parameters())
+
+
+def test_features_mode_needs_a_representation(setup):
     method = build_weighting("mgda", ["cls", "seg"], [1.0, 1.0], {"name": "mgda", "grad_on": "features"})
     model = setup.fresh_model()
-    losses, features = setup.losses(model, return_features=True)
-    bypass = torch.nn.Parameter(torch.zeros(3))  # "shared" but not behind the representation
-    shared = [*model.shared_parameters(), bypass]
-    heads = [p for t in setup.tasks for p in model.task_parameters(t.name)]
-    ctx = StepContext(shared, features, 0, 1, task_losses=losses, task_params=heads)
-    with pytest.raises(UserError, match="grad_on=features: 1 shared parameter"):
-        method.backward(torch.stack(losses), ctx)
+    losses = setup.losses(model)
+    ctx = StepContext(model.shared_parameters(), None, 0, 1, task_losses=losses)
     with pytest.raises(UserError, match="returned no shared representation"):
-        method.backward(torch.stack(losses), StepContext(shared, None, 0, 1, task_losses=losses, task_params=heads))
+        method.backward(torch.stack(losses), ctx)
 
 
 @pytest.mark.parametrize("name, options", METHOD_MODES, ids=[f"{n}-{o.get('grad_on', 'loss')}" for n, o in METHOD_MODES])
