@@ -28,7 +28,9 @@ from hydra import compose, initialize_config_module
 
 from bench_train import plain_epoch
 from mtl_cli.config import register_configs, validate
+from mtl_cli.engine.precision import Precision
 from mtl_cli.engine.run import build_components, build_optimizer
+from mtl_cli.engine.speed import memory_format
 from mtl_cli.engine.trainer import Trainer, TrainerSettings
 from mtl_cli.weighting import METHODS, GradientWeighting, build_weighting
 from mtl_cli.weighting.gradients import GradientOptions
@@ -100,7 +102,13 @@ def main() -> None:
 
     plain_model = copy.deepcopy(parts.model)
     plain_optimizer = build_optimizer(cfg, [{"params": list(plain_model.parameters())}])
-    rows = [Row("plain PyTorch", "-", "-", lambda: plain_epoch(plain_model, plain_optimizer, batches, tasks, device))]
+    precision, layout = Precision(device), memory_format(False)  # fp32, default layout (both loops)
+    rows = [
+        Row(
+            "plain PyTorch", "-", "-",
+            lambda: plain_epoch(plain_model, plain_optimizer, batches, tasks, device, precision, layout),
+        )
+    ]
     for name in dict.fromkeys(METHODS):
         for mode, options in modes(name):
             rows.append(trainer_row(name, mode, options))

@@ -159,6 +159,8 @@ class ResumePoint:
             if trainer.scheduler is not None and state.get("scheduler") is not None:
                 trainer.scheduler.load_state_dict(state["scheduler"])
             trainer.precision.load_state_dict(state.get("scaler"))
+            if trainer.relation is not None and "relation" in state:
+                trainer.relation.load_state_dict(state["relation"])
         except (RuntimeError, KeyError, ValueError) as exc:
             raise UserError(
                 f"checkpoint {self.path} does not fit the model built from its config: "

@@ -203,7 +203,7 @@ def train_run(
             parts.device,
         )
         config_yaml = OmegaConf.to_yaml(cfg)
-        relation = build_relation(cfg, parts.model, run_dir)
+        relation = build_relation(cfg, parts.model, run_dir if ranks.is_main else None)
         trainer = Trainer(
             parts.model,
             parts.tasks,

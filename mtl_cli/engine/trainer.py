@@ -269,9 +269,9 @@ class Trainer:
                 self._save_and_stop(signum, progress)
             if sync_point:
                 self._check_finite(progress.first_bad_step, epoch)
-                self.weight_history.record(
-                    self.state.step, epoch, weights.tolist(), self.weighting.step_report(self.state.step)
-                )
+                if self.ranks.is_main:
+                    report = self.weighting.step_report(self.state.step)
+                    self.weight_history.record(self.state.step, epoch, weights.tolist(), report)
                 if self.settings.progress and self.ranks.is_main:
                     means = (loss_sum / progress.batches).tolist()
                     bar.set_postfix_str(
@@ -320,7 +320,11 @@ class Trainer:
             losses = torch.stack(task_losses)
             if self.relation is not None:
                 self.relation.before_backward(
-                    self.state.step, images, losses, lambda p: torch.stack(batch_losses(p))
+                    self.state.step,
+                    images,
+                    losses,
+                    lambda p: torch.stack(batch_losses(p)),
+                    self.precision.grad_scale(),
                 )
             ctx = StepContext(
                 shared,
@@ -333,7 +337,7 @@ class Trainer:
             )
             weights = self.weighting.backward(losses, ctx)
             if self.relation is not None:
-                self.relation.after_backward()
+                self.relation.after_backward(self.precision.grad_scale())
         # A copy: some methods return a view of parameters the optimiser step then updates.
         return losses, weights.detach().clone()
 
@@ -479,6 +483,8 @@ class Trainer:
             "rng": capture_rng_state(),
             "tasks": self.task_names,
         }
+        if self.relation is not None:
+            state["relation"] = self.relation.state_dict()
         if self.checkpoint_extras is not None:
             state.update(self.checkpoint_extras())
         return state

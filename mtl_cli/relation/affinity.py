@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import torch
 from torch import Tensor
@@ -24,9 +24,9 @@ class AffinityTracker:
       gradient step of size ``lr`` on task i alone, applied to the shared parameters,
       lowers task j's loss on the same batch (positive: i helps j).
 
-    A measurement costs k extra backward passes (through the retained graph) and k extra
-    forward passes; the model's parameters, buffers (BatchNorm statistics) and ``.grad``
-    are left untouched.
+    A measurement costs k extra backward passes (through the retained graph) and k + 1
+    extra forward passes; the model's parameters, buffers (BatchNorm statistics) and
+    ``.grad`` are left untouched.
     """
 
     def __init__(self, model: MultiTaskModel, every_n_steps: int, lr: float) -> None:
@@ -46,33 +46,44 @@ class AffinityTracker:
         """Whether global step ``step`` is a measuring step (every ``every_n_steps``, from 0)."""
         return step % self.every_n_steps == 0
 
-    def measure(self, images: Tensor, losses: Tensor, loss_fn: LossFn) -> tuple[Tensor, Tensor]:
-        """Both matrices for one batch; ``losses`` must still hold the graph of this step's forward."""
+    def measure(
+        self, images: Tensor, losses: Tensor, loss_fn: LossFn, grad_scale: Tensor | None = None
+    ) -> tuple[Tensor, Tensor] | None:
+        """Both matrices for one batch, or ``None`` when a gradient is not finite (fp16 overflow).
+
+        ``losses`` must still hold the graph of this step's forward; their gradients are
+        divided by ``grad_scale`` (the fp16 loss scale, if any). The losses before and
+        after each lookahead step are both computed here, by forward passes in full
+        precision, so autocast rounding does not enter the ratio.
+        """
         names, params = list(self.shared), list(self.shared.values())
         k = losses.shape[0]
         grads = []
         for i in range(k):
             g = torch.autograd.grad(losses[i], params, retain_graph=True, allow_unused=True)
-            grads.append([torch.zeros_like(p) if gi is None else gi for p, gi in zip(params, g)])
+            g = [torch.zeros_like(p) if gi is None else gi for p, gi in zip(params, g)]
+            grads.append(g if grad_scale is None else [gi / grad_scale for gi in g])
         gram = losses.new_zeros(k, k)
         for n in range(len(params)):  # one parameter at a time: never a k x (all parameters) copy
             per_task = torch.stack([grads[i][n].reshape(-1) for i in range(k)])
             gram += per_task @ per_task.T
+        if not torch.isfinite(gram).all():  # a host sync, but only on measuring steps
+            return None
         norms = gram.diagonal().sqrt()
         cosine = gram / (norms[:, None] * norms[None, :]).clamp_min(1e-12)
-        base = losses.detach()
         with torch.no_grad():
             buffers = {name: b.clone() for name, b in self.model.named_buffers()}
+            base = loss_fn(functional_call(self.model, buffers, (images,)))
             rows = []
             for i in range(k):
                 stepped = {name: p - self.lr * g for name, p, g in zip(names, params, grads[i])}
                 after = loss_fn(functional_call(self.model, {**buffers, **stepped}, (images,)))
                 rows.append(torch.where(base > 0, 1.0 - after / base, torch.zeros_like(base)))
             lookahead = torch.stack(rows)
-        self.epoch_sums[0] += cosine.detach()
+        self.epoch_sums[0] += cosine
         self.epoch_sums[1] += lookahead
         self.epoch_count += 1
-        return cosine.detach(), lookahead
+        return cosine, lookahead
 
     def epoch_means(self) -> tuple[Tensor, Tensor] | None:
         """Close the epoch: its mean (cosine, lookahead), or ``None`` if nothing was measured."""
@@ -85,6 +96,21 @@ class AffinityTracker:
         self.epoch_sums.zero_()
         self.epoch_count = 0
         return means[0], means[1]
+
+    def state_dict(self) -> dict[str, Any]:
+        """The running sums and counts (for exact resume)."""
+        return {
+            "epoch_sums": self.epoch_sums.cpu(),
+            "epoch_count": self.epoch_count,
+            "run_sums": self.run_sums.clone(),
+            "run_count": self.run_count,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.epoch_sums.copy_(state["epoch_sums"])
+        self.epoch_count = int(state["epoch_count"])
+        self.run_sums.copy_(state["run_sums"])
+        self.run_count = int(state["run_count"])
 
     def run_means(self) -> tuple[Tensor, Tensor]:
         """The mean (cosine, lookahead) over every measurement of the closed epochs."""

@@ -48,13 +48,17 @@ class TaskRelation:
         self.history: list[tuple[int | str, dict[str, list[list[float]]]]] = []
         self.grouping: list[list[str]] | None = None
 
-    def before_backward(self, step: int, images: Tensor, losses: Tensor, loss_fn: LossFn) -> None:
+    def before_backward(
+        self, step: int, images: Tensor, losses: Tensor, loss_fn: LossFn, grad_scale: Tensor | None = None
+    ) -> None:
+        """Measure the affinity on this batch if ``step`` is due (see ``AffinityTracker.measure``)."""
         if self.tracker is not None and self.tracker.due(step):
-            self.tracker.measure(images, losses, loss_fn)
+            self.tracker.measure(images, losses, loss_fn, grad_scale)
 
-    def after_backward(self) -> None:
+    def after_backward(self, grad_scale: Tensor | None = None) -> None:
+        """Add the regulariser's gradient (times the fp16 loss scale, if any)."""
         if self.regularizer is not None:
-            self.regularizer.add_gradient()
+            self.regularizer.add_gradient(grad_scale)
 
     def epoch_end(self, epoch: int) -> None:
         if self.tracker is None:
@@ -77,6 +81,23 @@ class TaskRelation:
             save_heatmap(self.run_dir / PNG_NAME, self.task_names, overall, title)
         if self.regularizer is not None:
             self.regularizer.set_matrix(learned_matrix(cosine))
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs to continue the measurements and the coupling exactly."""
+        state: dict[str, Any] = {"history": self.history, "grouping": self.grouping}
+        if self.regularizer is not None:
+            state["matrix"] = self.regularizer.matrix.cpu()
+        if self.tracker is not None:
+            state["tracker"] = self.tracker.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.history = [(epoch, matrices) for epoch, matrices in state["history"]]
+        self.grouping = state["grouping"]
+        if self.regularizer is not None and "matrix" in state:
+            self.regularizer.set_matrix(state["matrix"])
+        if self.tracker is not None and "tracker" in state:
+            self.tracker.load_state_dict(state["tracker"])
 
     def summary(self) -> dict[str, Any]:
         """What summary.json records about the task relations."""

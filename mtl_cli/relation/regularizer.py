@@ -63,11 +63,17 @@ class RelationRegularizer:
         return self.strength * total
 
     @torch.no_grad()
-    def add_gradient(self) -> None:
-        """Add d Omega / d theta to every coupled parameter's ``.grad``."""
+    def add_gradient(self, grad_scale: Tensor | None = None) -> None:
+        """Add d Omega / d theta to every coupled parameter's ``.grad``.
+
+        ``grad_scale``: the fp16 loss scale the other gradients carry (they are divided by
+        it before the optimiser step), so this gradient is multiplied by it.
+        """
         for members, laplacian in zip(self.blocks, self._laplacians):
             theta = torch.stack([p.detach() for _, p in members])
             grad = torch.tensordot(laplacian.to(theta.dtype), theta, dims=1).mul_(2.0 * self.strength)
+            if grad_scale is not None:
+                grad.mul_(grad_scale)
             for (_, param), g in zip(members, grad):
                 if param.grad is None:
                     param.grad = g.clone()

@@ -98,7 +98,10 @@ def build_weighting(
     """Build the weighting method ``name`` with its hyperparameters (``weighting.*``)."""
     options = parse_options(name, hparams)
     check_static_weights(name, task_names, static_weights)
-    return METHODS[name](task_names, static_weights, options)
+    cls = METHODS[name]
+    if cls.options_class is MethodOptions:  # no options: the two-argument constructor
+        return cls(task_names, static_weights)
+    return cls(task_names, static_weights, options)  # type: ignore[call-arg]
 
 
 # ----------------------------------------------------------------- pure combination rules

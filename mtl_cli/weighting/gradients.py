@@ -112,6 +112,33 @@ def _accumulate(params: Sequence[Tensor], grads: Sequence[Tensor | None]) -> Non
             param.grad.add_(grad)
 
 
+def check_representation(losses: Sequence[Tensor], features: Tensor, shared: Sequence[nn.Parameter]) -> None:
+    """Refuse ``grad_on=features`` for a model whose shared parameters bypass its representation.
+
+    Combining gradients at the representation and backpropagating the result is right
+    only if the shared parameters influence the losses through the representation
+    alone. Run once, on the first step: compare the shared parameters' gradient of the
+    summed losses with the part that flows through the representation.
+    """
+    params = [p for p in shared if p.requires_grad]
+    total = sum(losses)
+    direct = torch.autograd.grad(total, params, retain_graph=True, allow_unused=True)
+    (at_features,) = torch.autograd.grad(total, [features], retain_graph=True)
+    through = torch.autograd.grad(features, params, grad_outputs=at_features, retain_graph=True, allow_unused=True)
+    difference = reference = torch.zeros((), device=features.device)
+    for d, t in zip(direct, through):
+        d = torch.zeros((), device=features.device) if d is None else d.float()
+        t = torch.zeros((), device=features.device) if t is None else t.float()
+        difference = difference + (d - t).pow(2).sum()
+        reference = reference + d.pow(2).sum()
+    gap = float((difference.sqrt() / reference.sqrt().clamp_min(1e-30)))
+    if gap > 1e-2:
+        raise UserError(
+            f"weighting.grad_on=features: {gap:.0%} of the shared parameters' gradient does not pass through the "
+            f"shared representation this model returns, and would be lost; use weighting.grad_on=params"
+        )
+
+
 def cosine_matrix(gram: Tensor) -> Tensor:
     """Pairwise cosine similarities of the task gradients from their Gram matrix."""
     norms = torch.diagonal(gram).clamp_min(0).sqrt().clamp_min(1e-12)
@@ -135,7 +162,10 @@ class GradientWeighting(Weighting):
     weights and the (k, d) matrix they weigh (the gradients themselves, or a method's
     running average of them); the combined gradient is ``weights @ basis``. They may
     override ``transform`` to differentiate a function of each loss (IMTL's scaled
-    losses, DB-MTL's log-losses) instead of the loss itself.
+    losses, DB-MTL's log-losses) instead of the loss itself. ``combine`` always sees
+    true gradients (divided by the fp16 loss scale) that are the same on every DDP rank
+    (parameter gradients averaged over ranks; for the representation, whose gradients
+    are per sample, the Gram matrix is averaged).
     """
 
     options_class: ClassVar[type[MethodOptions]] = GradientOptions
@@ -147,7 +177,7 @@ class GradientWeighting(Weighting):
         self.needs_features = self.options.grad_on is GradOn.features
         self.gradients = TaskGradients()
         self.last_cosine: Tensor | None = None
-        self._checked_features = False
+        self.representation_checked = False
 
     # ----------------------------------------------------------------- hooks
     def transform(self, losses: Sequence[Tensor]) -> list[Tensor]:
@@ -162,19 +192,21 @@ class GradientWeighting(Weighting):
         task_losses = self.transform(list(ctx.task_losses) or list(losses.unbind(0)))
         own = [p for p in self.parameters() if p.requires_grad]
         targets = self.gradient_targets(ctx)
+        if self.needs_features and not self.representation_checked:
+            check_representation(task_losses, targets[0], ctx.shared_params)
+            self.representation_checked = True
         grads = self.gradients.compute(task_losses, targets, [*ctx.task_params, *own], retain_graph=self.needs_features)
-        if ctx.grad_scale is not None:  # fp16: the geometry is computed on true gradients
-            grads = grads.float() / ctx.grad_scale
+        if ctx.grad_scale is not None:  # fp16: the methods see true gradients
+            grads.div_(ctx.grad_scale)
         if not self.needs_features:
-            self.all_reduce_mean_(grads)  # DDP: every rank combines the same, global gradients
+            self.all_reduce_mean_(grads)  # DDP: every rank combines the global per-task gradients
         gram = grads @ grads.T
         if self.needs_features:
-            self.all_reduce_mean_(gram)  # per-sample feature gradients differ by rank; their geometry is shared
+            self.all_reduce_mean_(gram)  # representation gradients are per sample: share their geometry
         self.last_cosine = cosine_matrix(gram)
         weights, basis = self.combine(grads, gram, losses.detach(), ctx)
-        combined = weights.to(basis.dtype) @ basis  # a fresh tensor: the parameters' .grad may keep it
-        if ctx.grad_scale is not None:
-            combined = combined * ctx.grad_scale
+        coefficients = weights if ctx.grad_scale is None else weights * ctx.grad_scale
+        combined = coefficients.to(basis.dtype) @ basis  # fresh: the parameters' .grad may keep it
         pieces = [g.view(t.shape) for g, t in zip(combined.split([t.numel() for t in targets]), targets)]
         self.apply_shared_grads(targets, pieces, ctx)
         return weights.to(losses.dtype)
@@ -191,7 +223,6 @@ class GradientWeighting(Weighting):
         """Write the combined gradient: into the parameters' ``.grad``, or backpropagate it from the representation."""
         if self.needs_features:
             targets[0].backward(grads[0].to(targets[0].dtype))
-            self._check_shared_reached(ctx.shared_params)
             return
         for param, grad in zip(targets, grads):
             grad = grad.to(param.dtype)
@@ -199,18 +230,6 @@ class GradientWeighting(Weighting):
                 param.grad = grad
             else:
                 param.grad.add_(grad)
-
-    def _check_shared_reached(self, shared: Sequence[nn.Parameter]) -> None:
-        """Once: with grad_on=features every shared parameter must lie behind the representation."""
-        if self._checked_features:
-            return
-        self._checked_features = True
-        missed = sum(1 for p in shared if p.requires_grad and p.grad is None)
-        if missed:
-            raise UserError(
-                f"weighting.grad_on=features: {missed} shared parameter(s) of this model do not feed its shared "
-                f"representation, so they would get no gradient; use weighting.grad_on=params"
-            )
 
     # ----------------------------------------------------------------- reports
     def step_report(self, step: int) -> dict[str, float]:

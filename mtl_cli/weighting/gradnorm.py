@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from mtl_cli.errors import UserError
 from mtl_cli.weighting.base import StepContext, Weighting, require
-from mtl_cli.weighting.gradients import GradientOptions, GradOn, TaskGradients
+from mtl_cli.weighting.gradients import GradientOptions, GradOn, TaskGradients, check_representation
 
 
 @dataclass
@@ -45,6 +45,7 @@ class GradNorm(Weighting):
     """
 
     options_class = GradNormOptions
+    per_task_gradients = True
 
     def __init__(self, task_names, static_weights=None, options=None) -> None:
         super().__init__(task_names, static_weights, options)
@@ -54,6 +55,7 @@ class GradNorm(Weighting):
         self.register_buffer("initial_losses", torch.ones(self.num_tasks))
         self.register_buffer("has_initial", torch.zeros((), dtype=torch.bool))
         self.gradients = TaskGradients()
+        self.representation_checked = False
 
     def backward(self, losses: Tensor, ctx: StepContext) -> Tensor:
         assert isinstance(self.options, GradNormOptions)
@@ -63,21 +65,32 @@ class GradNorm(Weighting):
         detached = losses.detach().to(self.initial_losses)
         self.initial_losses.copy_(torch.where(self.has_initial, self.initial_losses, detached))
         self.has_initial.fill_(True)
-        weights = self.loss_weights.detach()
+        weights = self.loss_weights.detach().clone()  # the optimiser changes the parameter in place
         task_losses = list(ctx.task_losses) or list(losses.unbind(0))
         scaled = [w * loss for w, loss in zip(weights.to(losses.dtype).unbind(0), task_losses)]
         if self.needs_features:
             # One backward per task through its head (which so gets w_i dL_i), then one
             # through the shared block with the summed representation gradient.
             assert ctx.features is not None, "the trainer passes features when needs_features is set"
+            if not self.representation_checked:
+                check_representation(scaled, ctx.features, ctx.shared_params)
+                self.representation_checked = True
             grads = self.gradients.compute(scaled, [ctx.features], ctx.task_params, retain_graph=True)
             ctx.features.backward(grads.sum(dim=0).view_as(ctx.features).to(ctx.features.dtype))
+            squared = self.all_reduce_mean_(grads.pow(2).sum(dim=1))  # per-sample gradients: share the norms
         else:
             grads = self.gradients.compute(scaled, [self._last_shared_layer(ctx)], (), retain_graph=True)
             sum(scaled).backward()
-        norms = grads.norm(dim=1) / weights  # ||dL_i/dW||, unweighted
+            squared = self.all_reduce_mean_(grads).pow(2).sum(dim=1)  # DDP: norms of the global gradients
+        norms = squared.sqrt() / weights  # ||dL_i/dW||, unweighted
+        if ctx.grad_scale is not None:  # fp16: true norms (the weights' own gradient is not loss-scaled)
+            norms = norms / ctx.grad_scale
         ratios = detached / self.initial_losses.clamp_min(1e-12)
-        self.loss_weights.grad = gradnorm_weight_grad(norms, weights, ratios, self.options.alpha)
+        update = gradnorm_weight_grad(norms, weights, ratios, self.options.alpha)
+        if self.loss_weights.grad is None:
+            self.loss_weights.grad = update
+        else:  # gradient accumulation over several batches
+            self.loss_weights.grad.add_(update)
         return weights.to(losses.dtype)
 
     @staticmethod

@@ -9,7 +9,7 @@ from typing import Mapping, Sequence
 
 from mtl_cli.engine.records import MetricsLog
 
-log = logging.getLogger("mtl_cli")
+log = logging.getLogger("mtl_cli.steps")  # to train.log only (see configs/train.yaml)
 
 
 class WeightHistory:

@@ -144,7 +144,7 @@ class NashMTL(GradientWeighting):
         """A step between solves: the shared block gets sum_i a_i dL_i (clipped), the heads their own."""
         assert isinstance(self.options, NashMTLOptions)
         task_losses = list(ctx.task_losses) or list(losses.unbind(0))
-        weights = self.last_weights.to(losses.dtype)
+        weights = self.last_weights.to(losses.dtype, copy=True)  # the next solve overwrites the buffer
         targets = self.gradient_targets(ctx)
         weighted = sum(w * loss for w, loss in zip(weights.unbind(0), task_losses))
         grads = torch.autograd.grad(weighted, targets, retain_graph=True, allow_unused=True)
@@ -152,7 +152,11 @@ class NashMTL(GradientWeighting):
         if ctx.task_params:
             torch.autograd.backward(sum(task_losses), inputs=list(ctx.task_params), retain_graph=self.needs_features)
         if self.options.max_norm > 0:
-            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+            squared = torch.stack([g.float().pow(2).sum() for g in grads]).sum()
+            # DDP: the root mean square of the ranks' norms (exact without DDP)
+            norm = self.all_reduce_mean_(squared).sqrt()
+            if ctx.grad_scale is not None:
+                norm = norm / ctx.grad_scale
             scale = (self.options.max_norm / norm.clamp_min(1e-30)).clamp(max=1.0)
             torch._foreach_mul_(grads, scale)
             weights = weights * scale.to(weights)

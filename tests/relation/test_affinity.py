@@ -49,6 +49,18 @@ def test_lookahead_and_cosine_match_hand_computed_values():
     assert net.w.item() == 0.5 and net.w.grad is None
 
 
+def test_scaled_losses_give_the_same_affinity_and_overflow_is_skipped():
+    net = Line()
+    tracker = AffinityTracker(net, every_n_steps=1, lr=0.1)
+    images = torch.ones(1, 1)
+    plain = tracker.measure(images, line_losses(net(images)), line_losses)
+    scale = torch.tensor(512.0)
+    scaled = tracker.measure(images, line_losses(net(images)) * scale, line_losses, grad_scale=scale)
+    torch.testing.assert_close(scaled, plain)
+    assert tracker.measure(images, line_losses(net(images)) * float("inf"), line_losses) is None
+    assert tracker.epoch_count == 2
+
+
 def test_measuring_changes_nothing_and_self_affinity_is_one():
     torch.manual_seed(0)
     names = ("cls", "seg", "depth")

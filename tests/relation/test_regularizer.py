@@ -78,6 +78,13 @@ def test_closed_form_gradient_equals_autograd_and_adds_to_existing_grads():
     assert coupled > len(params) // 2  # the copied stage and the decoders are coupled
 
 
+def test_gradient_carries_the_fp16_loss_scale():
+    plain, scaled = toy(), toy()
+    RelationRegularizer(plain, R, strength=0.1).add_gradient()
+    RelationRegularizer(scaled, R, strength=0.1).add_gradient(torch.tensor(1024.0))
+    torch.testing.assert_close(scaled.blocks["a"]["v"].grad, 1024 * plain.blocks["a"]["v"].grad)
+
+
 def test_set_matrix_changes_the_coupling():
     net = toy()
     reg = RelationRegularizer(net, R, strength=1.0)

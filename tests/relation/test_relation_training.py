@@ -10,17 +10,22 @@ from hydra import compose, initialize_config_module
 
 from conftest import TINY
 from mtl_cli.config import register_configs, validate
-from mtl_cli.engine.run import build_components
+from mtl_cli.engine.checkpoint import load_checkpoint
+from mtl_cli.engine.run import build_components, train_run
 from mtl_cli.engine.trainer import Trainer, TrainerSettings
 from mtl_cli.relation.learner import build_relation, learned_matrix
 
 register_configs()
 
 
+def tiny_cfg(*overrides: str):
+    with initialize_config_module("mtl_cli.configs", version_base="1.3"):
+        return validate(compose("train", overrides=[*TINY, "trainer.progress=false", *overrides]))
+
+
 def trained_state(tmp_path, *overrides: str, steps: int = 3):
     """Model state after ``steps`` steps, and the run's ``TaskRelation``."""
-    with initialize_config_module("mtl_cli.configs", version_base="1.3"):
-        cfg = validate(compose("train", overrides=[*TINY, "trainer.progress=false", *overrides]))
+    cfg = tiny_cfg(*overrides)
     parts = build_components(cfg)
     relation = build_relation(cfg, parts.model, tmp_path)
     settings = TrainerSettings(epochs=1, seed=0, max_steps=steps, progress=False)
@@ -68,3 +73,19 @@ def test_learned_relation_writes_matrices_in_task_order_and_feeds_back(tmp_path)
     assert (tmp_path / "relations.png").stat().st_size > 0
     summary = relation.summary()
     assert summary["measurements"] == 2 and sorted(sum(summary["grouping"], [])) == ["cls", "depth", "seg"]
+
+
+@pytest.mark.slow
+def test_resumed_learned_relation_continues_exactly(tmp_path):
+    """Stopped after epoch 1 and resumed: the same relations.csv, coupling and weights as one run."""
+    args = ("task=cls+seg+depth", "relation=learned", "relation.every_n_steps=3", "relation.lambda=0.1",
+            "trainer.vis_images=0")
+    train_run(tiny_cfg(*args), tmp_path / "whole")
+    train_run(tiny_cfg(*args, "trainer.max_steps=4"), tmp_path / "first")  # 4 steps = epoch 1 of 2
+    assert load_checkpoint(tmp_path / "first" / "checkpoints" / "last.pt")["relation"]["tracker"]["run_count"] == 2
+    train_run(tiny_cfg(*args, f"trainer.resume={tmp_path / 'first'}"), tmp_path / "resumed")
+    assert (tmp_path / "resumed" / "relations.csv").read_text() == (tmp_path / "whole" / "relations.csv").read_text()
+    whole = load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.pt")
+    resumed = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")
+    assert torch.equal(whole["relation"]["matrix"], resumed["relation"]["matrix"])
+    assert same(whole["model"], resumed["model"])

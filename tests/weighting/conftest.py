@@ -81,5 +81,7 @@ def train_step(method: Weighting, model: MultiTaskModel, setup: Setup, step: int
     shared = model.shared_parameters()
     ids = {id(p) for p in shared}
     task_params = [p for p in model.parameters() if id(p) not in ids]
-    ctx = StepContext(shared, features if method.needs_features else None, step, 1, losses, task_params)
+    ctx = StepContext(
+        shared, features if method.needs_features else None, step, 1, task_losses=losses, task_params=task_params
+    )
     return method.backward(torch.stack(losses), ctx)

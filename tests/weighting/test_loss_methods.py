@@ -24,7 +24,7 @@ def losses_of(theta: torch.Tensor, values) -> torch.Tensor:
 
 
 def step(method, losses: torch.Tensor, step: int = 0) -> torch.Tensor:
-    return method.backward(losses, StepContext([], None, step, 1, list(losses.unbind(0)), []))
+    return method.backward(losses, StepContext([], None, step, 1, task_losses=list(losses.unbind(0))))
 
 
 def test_ew_and_fixed_use_the_static_weights():
@@ -161,7 +161,7 @@ def test_gradnorm_moves_weights_towards_equal_relative_training_rates():
         losses = torch.stack(task_losses)
         shared = list(net.shared.parameters())
         heads = list(net.heads.parameters())
-        weights = method.backward(losses, StepContext(shared, None, i, 1, task_losses, heads))
+        weights = method.backward(losses, StepContext(shared, None, i, 1, task_losses=task_losses, task_params=heads))
         optimizer.step()
         history.append(weights.tolist())
     assert history[-1][1] > history[0][1] + 0.3 and history[-1][0] < history[0][0] - 0.3
