@@ -6,6 +6,7 @@ checkpoint of the run it continues, so the earlier directory is never written to
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 import shutil
@@ -175,8 +176,21 @@ class ResumePoint:
                 trainer.metrics_log.append(row)
         if trainer.run_dir is not None:
             self._carry_best(trainer.run_dir / "checkpoints" / "best.pt")
-        where = f"epoch {self.epoch}" + (f" + {progress['batches']} steps" if progress else "")
+            self._carry_weight_rows(trainer)
+        where = f"epoch {self.epoch}" + (f" + {progress['batches']} batches" if progress else "")
         log.info("resuming from %s (%s)", self.path, where)
+
+    def _carry_weight_rows(self, trainer: Trainer) -> None:
+        """The continued run's ``weights.csv`` rows up to the checkpoint's step (when its folder is known)."""
+        rows = trainer.weight_history.rows
+        source = self.path.parent.parent / "weights.csv"
+        if rows is None or not source.is_file():
+            return
+        step = int(self.state["train_state"]["step"])
+        with source.open(newline="") as handle:
+            for row in csv.DictReader(handle):
+                if int(row["step"]) <= step:
+                    rows.append(row)
 
     def _carry_best(self, target: Path) -> None:
         """Copy the continued run's best checkpoint, so best.pt stays right if no later epoch beats it."""

@@ -57,7 +57,10 @@ STATEFUL = [
 
 def _interrupt_and_resume(tmp_path: Path, monkeypatch, overrides: tuple[str, ...], stop_step: int):
     """Train uninterrupted; train again with SIGTERM sent during optimiser step ``stop_step``; resume that."""
-    base = ("data.num_train=96", "optim.lr=0.01", "trainer.progress=false", "trainer.vis_images=0", *overrides)
+    base = (
+        "data.num_train=96", "optim.lr=0.01", "trainer.progress=false", "trainer.vis_images=0",
+        "trainer.log_every_n_steps=2", *overrides,
+    )
     cfg = compose_cfg(*base)
     reference = make_trainer(cfg, tmp_path / "ref")
     reference.fit()
@@ -104,6 +107,8 @@ def test_exact_resume_with_stateful_methods_architectures_and_accumulation(tmp_p
     assert csv_rows(tmp_path / "resumed") == csv_rows(tmp_path / "ref")
     assert same_weights(resumed.model.state_dict(), reference.model.state_dict())
     assert same_weights(resumed.weighting.state_dict(), reference.weighting.state_dict())
+    weights_csv = (tmp_path / "ref" / "weights.csv").read_text()
+    assert weights_csv.count("\n") >= 3 and (tmp_path / "resumed" / "weights.csv").read_text() == weights_csv
 
 
 @pytest.fixture(scope="module")
