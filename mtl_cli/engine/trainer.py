@@ -262,11 +262,6 @@ class Trainer:
             progress.steps += 1
             at_limit = max_steps is not None and self.state.step >= max_steps
             sync_point = progress.steps % self.settings.log_every_n_steps == 0 or at_limit
-            signum = self._stop_signal(sync_point)
-            if signum:
-                self._check_finite(progress.first_bad_step, epoch)  # never save a diverged model
-                progress.seconds += time.perf_counter() - start
-                self._save_and_stop(signum, progress)
             if sync_point:
                 self._check_finite(progress.first_bad_step, epoch)
                 if self.ranks.is_main:
@@ -277,6 +272,11 @@ class Trainer:
                     bar.set_postfix_str(
                         f"loss {sum(means):.3f} " + " ".join(f"{n} {v:.3f}" for n, v in zip(self.task_names, means))
                     )
+            signum = self._stop_signal(sync_point)  # after this step's records, which the resumed run keeps
+            if signum:
+                self._check_finite(progress.first_bad_step, epoch)  # never save a diverged model
+                progress.seconds += time.perf_counter() - start
+                self._save_and_stop(signum, progress)
             if at_limit:
                 break
         bar.close()
