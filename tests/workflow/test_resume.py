@@ -27,7 +27,8 @@ ARGS = [*TINY, "data.num_train=128", "trainer.epochs=3", "optim.lr=0.01", "train
 COMPARED = ("metrics", "best_metrics", "best_epoch", "epochs", "steps", "monitor")
 
 
-def test_stop_on_signal_records_the_first_signal_and_aborts_on_the_second():
+def test_stop_on_signal_records_the_first_signal_and_aborts_on_the_second(monkeypatch):
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)  # outside torchrun (another test may have joined one)
     previous = signal.getsignal(signal.SIGTERM)
     with StopOnSignal() as stop:
         assert stop.signum is None
