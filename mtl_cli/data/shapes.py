@@ -54,7 +54,6 @@ import functools
 import hashlib
 import os
 import statistics
-import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -63,6 +62,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from mtl_cli.utils.files import atomic_write
 
 __all__ = [
     "SHAPE_NAMES",
@@ -538,17 +539,8 @@ def _load_or_generate(num: int, image_size: int, seed: int, max_objects: int,
             pass  # corrupt / foreign file: regenerate and overwrite
     arrays = generate_scenes(num, image_size, seed, max_objects)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_write(path, "wb") as f:
+        np.savez(f, **arrays)
     return arrays
 
 

@@ -13,8 +13,10 @@ Every process runs the same ``mtl-train`` command. The pieces here keep them one
   ranks equal the single-process ones.
 * ``wrap_ddp`` puts the model in ``DistributedDataParallel``; ``sync_batchnorm`` and
   ``freeze_batchnorm_`` implement ``trainer.batch_norm`` (see the README for the choice).
-* collectives: ``all_reduce_mean_`` (the hook weighting methods use to make what they
-  combine identical on every rank), ``average_gradients_``, ``broadcast_state_``.
+* collectives: ``GradientAverager``; the others (``all_reduce_mean_``, the hook weighting
+  methods use to make what they combine identical on every rank, ``all_reduce_max_``,
+  ``broadcast_object``, ``broadcast_state_``) live in ``mtl_cli.utils.collectives`` and are
+  re-exported here for the training loop.
 * ``name_failing_rank``: the failing rank says who it is; torchrun stops the others.
 
 In a single process every helper is a no-op, so the library code calls them
@@ -41,6 +43,13 @@ from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from mtl_cli.engine.environment import resolve_device
 from mtl_cli.errors import UserError, one_line
+from mtl_cli.utils.collectives import (  # re-exported (__all__): the loop calls distributed.<collective>
+    all_reduce_max_,
+    all_reduce_mean_,
+    broadcast_object,
+    broadcast_state_,
+    is_active,
+)
 
 
 @dataclass(frozen=True)
@@ -71,11 +80,6 @@ def launch_info() -> RankInfo:
         local_rank=int(env.get("LOCAL_RANK", 0)),
         local_world_size=int(env.get("LOCAL_WORLD_SIZE", world)),
     )
-
-
-def is_active() -> bool:
-    """True inside an initialised multi-process group."""
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def current() -> RankInfo:
@@ -202,48 +206,6 @@ def _record_for_torchrun(exc: BaseException) -> None:
 
 
 # --------------------------------------------------------------------------- collectives
-def all_reduce_mean_(tensor: Tensor) -> Tensor:
-    """Average ``tensor`` in place over all ranks and return it (identity in one process).
-
-    The hook for weighting methods: call it on every rank, in the same order, on the
-    quantity the method combines (the per-task gradient matrix, a Gram matrix, ...),
-    so every rank combines the same thing that a single process with the whole global
-    batch would. ``tensor`` must be a contiguous floating-point tensor on the training
-    device.
-    """
-    if is_active():
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-        tensor.div_(dist.get_world_size())
-    return tensor
-
-
-def all_reduce_max_(tensor: Tensor) -> Tensor:
-    """The elementwise maximum over all ranks, in place (identity in one process)."""
-    if is_active():
-        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    return tensor
-
-
-def broadcast_object(obj: Any, src: int = 0) -> Any:
-    """Rank ``src``'s ``obj`` on every rank (``obj`` itself in one process)."""
-    if not is_active():
-        return obj
-    holder = [obj]
-    dist.broadcast_object_list(holder, src=src)
-    return holder[0]
-
-
-def broadcast_state_(module: nn.Module, buffers_only: bool = False) -> None:
-    """Copy rank 0's parameters and buffers (or buffers only) into ``module`` on every rank."""
-    if not is_active():
-        return
-    tensors = [] if buffers_only else [p.data for p in module.parameters()]
-    tensors += list(module.buffers())
-    with torch.no_grad():
-        for tensor in tensors:
-            dist.broadcast(tensor, src=0)
-
-
 class GradientAverager:
     """Averages the gradients of a fixed list of parameters over ranks, in one collective.
 

@@ -6,17 +6,19 @@ from typing import Any, Mapping
 
 from omegaconf import DictConfig
 
-from mtl_cli.engine.resume import flatten_config
+from mtl_cli.engine.records import config_record
 from mtl_cli.errors import UserError
-from mtl_cli.reporting.deltam import (
+from mtl_cli.reporting import (
     BaselineMatch,
     DeltaMError,
     baseline_directions,
     baseline_metrics,
     delta_m,
+    load_runs,
     match_baselines,
 )
-from mtl_cli.reporting.runs import load_runs
+from mtl_cli.utils.mappings import flatten_dict
+from mtl_cli.utils.metric_keys import split_metric_key
 
 
 class Objective:
@@ -39,7 +41,7 @@ class Objective:
             except DeltaMError as exc:
                 raise UserError(f"sweep.objective=delta_m cannot use these baselines: {exc}") from exc
         elif self.name != "monitor":
-            task, _, metric = self.name.partition(".")
+            task, metric = split_metric_key(self.name)
             if metric not in self.directions.get(task, {}):
                 raise UserError(
                     f"sweep.objective={self.name}: task '{task}' has no metric '{metric}'; "
@@ -54,7 +56,7 @@ class Objective:
                 "(mtl-train -m task=cls,seg ...) and set sweep.baselines=[<their multirun dir>]"
             )
         candidates = load_runs(list(cfg.sweep.baselines), option="sweep.baselines")
-        config = flatten_config(cfg)
+        config = flatten_dict(config_record(cfg))
         tasks = list(cfg.tasks.keys())
         matches = match_baselines(tasks, config, candidates)
         missing = [t for t in tasks if t not in matches]
@@ -68,10 +70,10 @@ class Objective:
     def value(self, summary: Mapping[str, Any]) -> float | None:
         """The objective of a finished run from its summary."""
         if self.name == "monitor":
-            task, _, metric = str(summary.get("monitor", "")).partition(".")
+            task, metric = split_metric_key(str(summary.get("monitor", "")))
             return summary.get("best_metrics", {}).get(task, {}).get(metric)
         if self.name == "delta_m":
             directions = {**baseline_directions(self.matches), **self.directions}
             return delta_m(summary["metrics"], baseline_metrics(self.matches), directions)
-        task, _, metric = self.name.partition(".")
+        task, metric = split_metric_key(self.name)
         return summary["metrics"][task][metric]

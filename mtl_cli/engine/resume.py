@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -20,9 +17,11 @@ from omegaconf import DictConfig, OmegaConf
 from mtl_cli.commands import resume_command
 from mtl_cli.config import validate
 from mtl_cli.engine.checkpoint import load_checkpoint
-from mtl_cli.engine.records import config_record, flatten_dict, key_under
+from mtl_cli.engine.records import config_record
 from mtl_cli.engine.trainer import EpochProgress, Trainer, TrainState
 from mtl_cli.errors import UserError, one_line
+from mtl_cli.utils.files import atomic_copy
+from mtl_cli.utils.mappings import flatten_dict, key_under
 
 log = logging.getLogger("mtl_cli")
 
@@ -103,18 +102,6 @@ def check_fits(state: Mapping[str, Any], path: Path, wanted: DictConfig, keys: S
     if diff:
         raise UserError(f"checkpoint {path} does not match the config: {describe_mismatch(saved, wanted, diff)}; {hint}")
     return saved
-
-
-def _copy_atomic(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass
@@ -198,7 +185,7 @@ class ResumePoint:
         if best_epoch is None:
             return
         if best_epoch == self.epoch and "epoch_progress" not in self.state:
-            _copy_atomic(self.path, target)
+            atomic_copy(self.path, target)
             return
         sibling = self.path.parent / "best.pt"
         if sibling.is_file() and sibling != self.path:
@@ -207,7 +194,7 @@ class ResumePoint:
             except (UserError, KeyError):
                 found = None
             if found == best_epoch:
-                _copy_atomic(sibling, target)
+                atomic_copy(sibling, target)
                 return
         log.warning(
             "best.pt of epoch %s was not found beside %s; best.pt will be written when an epoch improves on it",

@@ -21,7 +21,7 @@ from mtl_cli.engine.environment import peak_memory_mb, seed_everything
 from mtl_cli.engine.evaluate import metric_directions
 from mtl_cli.engine.precision import Precision
 from mtl_cli.engine.provenance import environment_record
-from mtl_cli.engine.records import config_record, write_json
+from mtl_cli.engine.records import config_record
 from mtl_cli.engine.resume import ResumePoint
 from mtl_cli.engine.signals import TrainingInterrupted
 from mtl_cli.engine.speed import loader_options, training_module
@@ -31,6 +31,7 @@ from mtl_cli.errors import UserError
 from mtl_cli.models import MultiTaskModel, build_model
 from mtl_cli.relation.learner import build_relation
 from mtl_cli.tasks import Task, build_task
+from mtl_cli.utils.files import write_json
 from mtl_cli.weighting import Weighting, build_weighting
 
 log = logging.getLogger("mtl_cli")

@@ -21,7 +21,7 @@ from mtl_cli.engine import distributed
 from mtl_cli.engine.checkpoint import save_checkpoint
 from mtl_cli.engine.evaluate import evaluate
 from mtl_cli.engine.precision import Precision
-from mtl_cli.engine.records import MetricsLog, flatten_metrics, format_epoch_summary
+from mtl_cli.engine.records import flatten_metrics, format_epoch_summary
 from mtl_cli.engine.rng import capture_rng_state, restore_rng_state
 from mtl_cli.engine.signals import StopOnSignal, TrainingInterrupted
 from mtl_cli.engine.speed import memory_format
@@ -29,6 +29,8 @@ from mtl_cli.errors import UserError
 from mtl_cli.models import MultiTaskModel
 from mtl_cli.relation.learner import TaskRelation
 from mtl_cli.tasks import Task
+from mtl_cli.utils.files import MetricsLog
+from mtl_cli.utils.metric_keys import split_metric_key
 from mtl_cli.weighting import StepContext, Weighting
 from mtl_cli.weighting.history import WeightHistory
 
@@ -172,7 +174,7 @@ class Trainer:
             task = self.tasks[0]
             metric = task.primary_metric
         else:
-            task_name, _, metric = monitor.partition(".")
+            task_name, metric = split_metric_key(monitor)
             match = [t for t in self.tasks if t.name == task_name]
             if not match:
                 raise UserError(

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
+
+from mtl_cli.utils.files import atomic_write
 
 Matrix = Sequence[Sequence[float]]
 MEASURES = ("cosine", "lookahead")
@@ -21,15 +21,13 @@ def write_relations_csv(
     the run's order along both axes. ``history`` is ``[(epoch or "all", {measure: matrix})]``.
     Written atomically (temp file + rename).
     """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", newline="") as handle:
+    with atomic_write(path, newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["epoch", "measure", "task", *task_names])
         for epoch, matrices in history:
             for measure in MEASURES:
                 for task, row in zip(task_names, matrices[measure]):
                     writer.writerow([epoch, measure, task, *(f"{v:.6g}" for v in row)])
-    os.replace(tmp, path)
 
 
 def save_heatmap(path: Path, task_names: Sequence[str], matrices: Mapping[str, Matrix], title: str) -> None:

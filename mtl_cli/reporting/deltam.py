@@ -14,8 +14,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from mtl_cli.engine.records import key_under
 from mtl_cli.reporting.runs import Metrics, RunRecord
+from mtl_cli.utils.mappings import key_under
 
 # Keys that legitimately differ between a multi-task run and its single-task baselines.
 BASELINE_IGNORED = ("tasks", "loss.weights", "trainer.monitor", "trainer.resume", "sweep")

@@ -11,8 +11,9 @@ from typing import Any, Iterable, Mapping
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from mtl_cli.engine.records import flatten_dict
 from mtl_cli.errors import UserError
+from mtl_cli.utils.mappings import flatten_dict
+from mtl_cli.utils.metric_keys import split_metric_key
 
 Metrics = Mapping[str, Mapping[str, float]]
 
@@ -54,7 +55,7 @@ class RunRecord:
 
     def value(self, key: str, which: str = "final") -> float:
         """``value("cls.accuracy")``; NaN when the run has no such metric."""
-        task, _, metric = key.partition(".")
+        task, metric = split_metric_key(key)
         value = self.metrics(which).get(task, {}).get(metric)
         return float(value) if value is not None else math.nan
 

@@ -39,9 +39,10 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
+
+from mtl_cli.utils.collectives import all_gather_cat, all_reduce_sum, comm_device, group_ready
 
 __all__ = [
     "MetricAccumulator",
@@ -54,50 +55,6 @@ __all__ = [
 ]
 
 _NAN = float("nan")
-
-
-# --------------------------------------------------------------------------- #
-# distributed helpers
-# --------------------------------------------------------------------------- #
-def _dist_ready() -> bool:
-    return dist.is_available() and dist.is_initialized()
-
-
-def _comm_device(device: torch.device) -> torch.device:
-    """Device on which a collective over a tensor living on ``device`` runs."""
-    backend = str(dist.get_backend()).lower()
-    if backend == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    if backend == "gloo":
-        return torch.device("cpu")
-    return device  # mixed ("cpu:gloo,cuda:nccl"), mpi, ...: keep where it is
-
-
-def _all_reduce_sum(t: Tensor) -> Tensor:
-    dev = _comm_device(t.device)
-    x = t.to(dev).contiguous()
-    dist.all_reduce(x, op=dist.ReduceOp.SUM)
-    return x.to(t.device)
-
-
-def _all_gather_cat(t: Tensor) -> Tensor:
-    """Concatenate ``t`` (variable first dimension) over all ranks, rank order."""
-    world = dist.get_world_size()
-    dev = _comm_device(t.device)
-    x = t.to(dev).contiguous()
-    n = torch.tensor([x.shape[0]], dtype=torch.int64, device=dev)
-    sizes_t = [torch.zeros_like(n) for _ in range(world)]
-    dist.all_gather(sizes_t, n)
-    sizes = [int(s.item()) for s in sizes_t]
-    max_n = max(sizes)
-    if max_n == 0:
-        return t
-    if x.shape[0] < max_n:
-        pad = x.new_zeros((max_n - x.shape[0], *x.shape[1:]))
-        x = torch.cat([x, pad], dim=0)
-    out = [torch.empty_like(x) for _ in range(world)]
-    dist.all_gather(out, x)
-    return torch.cat([o[:s] for o, s in zip(out, sizes)], dim=0).to(t.device)
 
 
 # --------------------------------------------------------------------------- #
@@ -143,7 +100,7 @@ class MetricAccumulator(abc.ABC):
 
     def sync(self) -> None:
         """Reduce the state across ranks in place; no-op without torch.distributed."""
-        if not _dist_ready():
+        if not group_ready():
             return
         if self._synced:
             if self._updated_since_sync:
@@ -153,13 +110,13 @@ class MetricAccumulator(abc.ABC):
                 )
             return
         if self._device is None:  # this rank saw no batch: contribute zeros
-            self._ensure_state(_comm_device(torch.device("cpu")))
+            self._ensure_state(comm_device(torch.device("cpu")))
         for name in self._sum_states:
-            setattr(self, name, _all_reduce_sum(getattr(self, name)))
+            setattr(self, name, all_reduce_sum(getattr(self, name)))
         for name in self._cat_states:
             parts = getattr(self, name)
             local = torch.cat(parts, 0) if parts else self._empty_cat_state(name)
-            setattr(self, name, [_all_gather_cat(local)])
+            setattr(self, name, [all_gather_cat(local)])
         self._synced = True
         self._updated_since_sync = False
 

@@ -8,8 +8,8 @@ from typing import Any, ClassVar, Sequence
 import torch
 from torch import Tensor, nn
 
-from mtl_cli.engine.distributed import all_reduce_mean_
 from mtl_cli.errors import UserError
+from mtl_cli.utils.collectives import all_reduce_mean_
 
 
 @dataclass

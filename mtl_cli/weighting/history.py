@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from mtl_cli.engine.records import MetricsLog
+from mtl_cli.utils.files import MetricsLog
 
 log = logging.getLogger("mtl_cli.steps")  # to train.log only (see configs/train.yaml)
 
