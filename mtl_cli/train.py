@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from mtl_cli.cli import exit_on_user_error, run_cli
 from mtl_cli.commands import command_line, resume_command
-from mtl_cli.config import register_configs, validate
+from mtl_cli.config import CONFIG_DIR, register_configs, validate
 from mtl_cli.engine import distributed
 from mtl_cli.engine.evaluate import metric_directions
 from mtl_cli.engine.objective import Objective
@@ -22,7 +22,7 @@ from mtl_cli.engine.signals import TrainingInterrupted
 register_configs()
 
 
-@hydra.main(config_path="configs", config_name="train", version_base="1.3")
+@hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
 def hydra_entry(cfg: DictConfig) -> float | None:
     """Hydra task function: one training run in Hydra's run (or sweep job) directory.
 

@@ -8,7 +8,7 @@ from typing import Callable
 
 from omegaconf import DictConfig
 
-from mtl_cli.config import ArchConfig
+from mtl_cli.config.schema import ArchConfig
 from mtl_cli.errors import UserError
 from mtl_cli.models.architectures import cross_stitch, mmoe, mtan, shared_layers, shared_weights
 from mtl_cli.models.architectures.common import BackboneFactory

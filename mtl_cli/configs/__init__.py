@@ -1,1 +1,0 @@
-"""Hydra config groups shipped with the package (see config.yaml)."""
