@@ -19,10 +19,10 @@ import statistics
 import time
 
 import torch
-from hydra import compose, initialize_config_module
+from hydra import compose, initialize_config_dir
 from torch.utils.data import DataLoader
 
-from mtl_cli.config import register_configs, task_weights, validate
+from mtl_cli.config import CONFIG_DIR, register_configs, task_weights, validate
 from mtl_cli.data import MultiTaskCollate, build_datasets
 from mtl_cli.engine.environment import resolve_device, seed_everything
 from mtl_cli.engine.run import build_optimizer, build_tasks
@@ -60,7 +60,7 @@ def main() -> None:
     register_configs()
     variants = {name: [f"arch={name}"] for name in args.archs}
     variants.update({f"shared_layers {extra}": ["arch=shared_layers", extra] for extra in args.extra})
-    with initialize_config_module("mtl_cli.configs", version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         configs = {
             name: validate(compose("train", overrides=["trainer.progress=false", *args.overrides, *extra]))
             for name, extra in variants.items()

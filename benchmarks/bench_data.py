@@ -29,14 +29,14 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from hydra import compose, initialize_config_module
+from hydra import compose, initialize_config_dir
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests" / "data")]
 
 from data_layouts import write_celeba, write_cityscapes, write_folder, write_nyuv2  # noqa: E402
 
-from mtl_cli.config import register_configs, validate  # noqa: E402
+from mtl_cli.config import CONFIG_DIR, register_configs, validate  # noqa: E402
 from mtl_cli.engine.run import build_components  # noqa: E402
 from mtl_cli.engine.trainer import Trainer, TrainerSettings  # noqa: E402
 
@@ -109,7 +109,7 @@ def main() -> None:
 
     register_configs()
     rows = []
-    with tempfile.TemporaryDirectory() as tmp, initialize_config_module("mtl_cli.configs", version_base="1.3"):
+    with tempfile.TemporaryDirectory() as tmp, initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         for name in args.datasets:
             overrides = DATASETS[name](Path(tmp) / name, args.samples)
             common = [*overrides, f"trainer.batch_size={args.batch}", f"trainer.device={args.device}",

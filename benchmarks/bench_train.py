@@ -23,10 +23,10 @@ import time
 from typing import Any
 
 import torch
-from hydra import compose, initialize_config_module
+from hydra import compose, initialize_config_dir
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from mtl_cli.config import register_configs, validate
+from mtl_cli.config import CONFIG_DIR, register_configs, validate
 from mtl_cli.engine.environment import peak_memory_mb
 from mtl_cli.engine.precision import Precision
 from mtl_cli.engine.run import build_components, trainer_settings
@@ -99,7 +99,7 @@ def main() -> None:
         f"trainer.compile={str(args.compile).lower()}",
     ]
     register_configs()
-    with initialize_config_module("mtl_cli.configs", version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = validate(compose("train", overrides=["trainer.progress=false", *speed, *args.overrides]))
     batch_size = cfg.trainer.batch_size
     cfg.data.num_train = args.steps * batch_size  # render only what the rounds use

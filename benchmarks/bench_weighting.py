@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
-from hydra import compose, initialize_config_module
+from hydra import compose, initialize_config_dir
 
 from bench_train import plain_epoch
-from mtl_cli.config import register_configs, validate
+from mtl_cli.config import CONFIG_DIR, register_configs, validate
 from mtl_cli.engine.precision import Precision
 from mtl_cli.engine.run import build_components, build_optimizer
 from mtl_cli.engine.speed import memory_format
@@ -78,7 +78,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     register_configs()
-    with initialize_config_module("mtl_cli.configs", version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = validate(compose("train", overrides=[*DEFAULTS, "trainer.progress=false", *args.overrides]))
     parts = build_components(cfg)
     batches = [b for _, b in zip(range(args.steps), parts.train_loader)]

@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-from hydra import compose, initialize_config_module
+from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from mtl_cli.config import register_configs, validate
+from mtl_cli.config import CONFIG_DIR, register_configs, validate
 from mtl_cli.engine import distributed
 from mtl_cli.engine.run import Components, build_components, trainer_settings
 from mtl_cli.engine.trainer import Trainer
@@ -36,7 +36,7 @@ TINY = [
 def compose_config(*overrides: str, base: Sequence[str] = TINY) -> DictConfig:
     """The validated config for ``overrides`` (applied after ``base``)."""
     register_configs()
-    with initialize_config_module("mtl_cli.configs", version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return validate(compose("train", overrides=[*base, *overrides]))
 
 

@@ -5,11 +5,19 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from hydra import compose, initialize_config_module
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from mtl_cli.cli import normalise_task_args
-from mtl_cli.config import Device, canonical_task_choice, known_task_names, register_configs, task_weights, validate
+from mtl_cli.config import (
+    CONFIG_DIR,
+    Device,
+    canonical_task_choice,
+    known_task_names,
+    register_configs,
+    task_weights,
+    validate,
+)
 from mtl_cli.errors import UserError
 
 ALL = ["cls", "seg", "depth", "normals", "edges", "multilabel"]
@@ -18,7 +26,7 @@ register_configs()
 
 
 def composed(*overrides: str):
-    with initialize_config_module("mtl_cli.configs", version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return compose("train", overrides=list(overrides))
 
 

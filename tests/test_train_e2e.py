@@ -13,7 +13,7 @@ from conftest import REPO, TINY, read_summary, run_cli, run_dirs
 
 ALL = ["cls", "seg", "depth", "normals", "edges", "multilabel"]
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
 @pytest.mark.parametrize("task", ALL)

@@ -8,8 +8,8 @@ from mtl_cli.config.paths import CONFIG_DIR
 from mtl_cli.config.schema import (
     ArchConfig,
     AugmentConfig,
-    Backend,
     BackboneConfig,
+    Backend,
     BatchNormMode,
     DataConfig,
     Device,

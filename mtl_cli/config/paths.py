@@ -17,7 +17,9 @@ def find_config_dir() -> Path:
     for candidate in (_PACKAGE / "configs", _PACKAGE.parent / "configs"):
         if (candidate / "train.yaml").is_file():
             return candidate
-    raise FileNotFoundError(f"mtl_cli's configs/ folder (with train.yaml) is missing beside {_PACKAGE}; reinstall mtl_cli")
+    raise FileNotFoundError(
+        f"mtl_cli's configs/ folder (with train.yaml) is missing beside {_PACKAGE}; reinstall mtl_cli"
+    )
 
 
 CONFIG_DIR = find_config_dir()

@@ -155,7 +155,7 @@ RelationConfig = dataclasses.dataclass(init=False, repr=False, eq=False)(
         "RelationConfig",
         (),
         {
-            "__doc__": "Task relationships (``relation=none|given|learned``; see README \"Task relationships\").",
+            "__doc__": 'Task relationships (``relation=none|given|learned``; see README "Task relationships").',
             "__module__": __name__,
             "__annotations__": {
                 "name": RelationName,

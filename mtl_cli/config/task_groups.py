@@ -70,7 +70,9 @@ def canonical_task_choice(choice: str, known: list[str] | None = None) -> str:
     families = task_families()
     if len(names) > 1 and not any(set(names) <= set(family) for family in families.values()):
         by_data = "; ".join(f"data={d}: {', '.join(f)}" for d, f in families.items() if f)
-        raise UserError(f"task={choice}: no dataset provides all of these tasks; combine tasks of one dataset ({by_data})")
+        raise UserError(
+            f"task={choice}: no dataset provides all of these tasks; combine tasks of one dataset ({by_data})"
+        )
     return "+".join(sort_tasks(names))
 
 

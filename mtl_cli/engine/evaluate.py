@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, ContextManager, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -17,7 +17,7 @@ def evaluate(
     loader: Iterable[Mapping],
     tasks: Sequence[Task],
     device: torch.device,
-    autocast: Callable[[], ContextManager[Any]] = contextlib.nullcontext,
+    autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
     memory_format: torch.memory_format = torch.preserve_format,
 ) -> dict[str, dict[str, float]]:
     """``{task: {metric: value}}`` over everything ``loader`` yields (model left in eval mode).

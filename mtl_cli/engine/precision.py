@@ -8,7 +8,7 @@ same exponent range as fp32, so no loss scaling) or ``16`` (autocast to float16 
 from __future__ import annotations
 
 import contextlib
-from typing import Any, ContextManager, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -53,7 +53,7 @@ class Precision:
         scaler = torch.amp.GradScaler(device.type) if choice == "16" else None
         return cls(device, _DTYPES[choice], scaler)
 
-    def autocast(self) -> ContextManager[Any]:
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
         """Autocast to the run's dtype (a no-op context for fp32)."""
         if self.dtype is None:
             return contextlib.nullcontext()

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hydra import compose, initialize_config_module
+from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from mtl_cli.config import register_configs, validate
+from mtl_cli.config import CONFIG_DIR, register_configs, validate
 from mtl_cli.data import build_datasets
 from mtl_cli.engine.run import build_tasks
 
@@ -23,7 +23,7 @@ register_configs()
 
 def compose_cfg(*overrides: str) -> DictConfig:
     """The validated config of ``mtl-train <overrides>``."""
-    with initialize_config_module("mtl_cli.configs", version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return validate(compose("train", overrides=list(overrides)))
 
 

@@ -16,7 +16,7 @@ import pytest
 from data_helpers import run_train_batch
 from data_layouts import write_celeba, write_cityscapes, write_folder, write_mnist, write_nyuv2
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 TINY = ["trainer.epochs=1", "trainer.max_steps=3", "trainer.batch_size=2", "backbone.width=8", "trainer.vis_images=2", "trainer.progress=false"]
 NYU = ["data=nyuv2", "task=seg+depth+normals"]

@@ -28,7 +28,7 @@ from mtl_cli.engine.run import build_components, train_run
 from mtl_cli.weighting import METHODS
 from scale_helpers import TEST_METHODS, compose_config
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 ENTRY = Path(__file__).with_name("ddp_entry.py")
 COMMON = [
@@ -60,7 +60,7 @@ def torchrun(args: list[str], cwd: Path, timeout: float = 300) -> tuple[subproce
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
-        raise AssertionError(f"torchrun {' '.join(args)} hung for {timeout}s")
+        raise AssertionError(f"torchrun {' '.join(args)} hung for {timeout}s") from None
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err), time.perf_counter() - started
 
 

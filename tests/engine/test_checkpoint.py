@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
-
 import pytest
 import torch
 
@@ -27,7 +25,7 @@ def test_failed_save_keeps_previous_file(tmp_path):
         def __reduce__(self):
             raise RuntimeError("boom")
 
-    with pytest.raises(Exception):
+    with pytest.raises(RuntimeError, match="boom"):
         save_checkpoint(tmp_path / "last.pt", {"v": Unsaveable()})
     assert load_checkpoint(tmp_path / "last.pt")["v"].item() == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]

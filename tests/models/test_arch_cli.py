@@ -8,7 +8,7 @@ import pytest
 
 from conftest import TINY, read_summary, run_cli
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
 @pytest.mark.parametrize(  # the shared_* models are the default model class, run by every e2e test

@@ -90,7 +90,7 @@ def test_epoch_and_run_means():
     tracker = AffinityTracker(net, every_n_steps=1, lr=0.1)
     assert tracker.epoch_means() is None
     measured = []
-    for epoch, scales in enumerate([(1.0, 2.0), (3.0,)]):
+    for scales in [(1.0, 2.0), (3.0,)]:
         first = []
         for s in scales:
             images = torch.full((1, 1), s)

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import TINY, read_summary, run_cli
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
 def test_learned_relation_writes_csv_heatmap_and_grouping(train):

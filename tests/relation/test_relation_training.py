@@ -6,10 +6,10 @@ import csv
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
+from hydra import compose, initialize_config_dir
 
 from conftest import TINY
-from mtl_cli.config import register_configs, validate
+from mtl_cli.config import CONFIG_DIR, register_configs, validate
 from mtl_cli.engine.checkpoint import load_checkpoint
 from mtl_cli.engine.run import build_components, train_run
 from mtl_cli.engine.trainer import Trainer, TrainerSettings
@@ -19,7 +19,7 @@ register_configs()
 
 
 def tiny_cfg(*overrides: str):
-    with initialize_config_module("mtl_cli.configs", version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return validate(compose("train", overrides=[*TINY, "trainer.progress=false", *overrides]))
 
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
+from hydra import compose, initialize_config_dir
 
-from mtl_cli.config import register_configs, validate
+from mtl_cli.config import CONFIG_DIR, register_configs, validate
 from mtl_cli.engine.run import build_components
 from mtl_cli.models import MultiTaskModel
 from mtl_cli.tasks import Task
@@ -47,7 +47,7 @@ def _one_thread():
 
 
 def compose_config(*overrides: str):
-    with initialize_config_module("mtl_cli.configs", version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return validate(compose("train", overrides=[*TINY, *overrides]))
 
 

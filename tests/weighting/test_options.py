@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
-import mtl_cli
+from mtl_cli.config import CONFIG_DIR
 from mtl_cli.errors import UserError
 from mtl_cli.weighting import METHODS, build_weighting, parse_options
 from mtl_cli.weighting.cagrad import CAGradOptions
@@ -16,7 +15,7 @@ from mtl_cli.weighting.gradients import GradOn
 
 from .conftest import compose_config
 
-CONFIGS = Path(mtl_cli.__file__).parent / "configs" / "weighting"
+CONFIGS = CONFIG_DIR / "weighting"
 
 
 def test_one_yaml_per_method_with_the_schema_defaults():

@@ -57,6 +57,7 @@ def test_tiny_run_per_method_records_the_weights(tmp_path, name, options):
         assert summary["weighting"]["nash_mtl"] == {"solves": 2, "solve_failures": 0}
 
 
+@pytest.mark.e2e
 def test_sweep_over_fixed_weights_one_run_each(tmp_path):
     run_cli(
         "mtl_cli.train",
@@ -75,6 +76,7 @@ def test_sweep_over_fixed_weights_one_run_each(tmp_path):
     assert seen == {0.5, 2.0}
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -91,6 +93,7 @@ def test_bad_weighting_input_is_one_line(tmp_path, args, message):
     assert not run_dirs(tmp_path) or all(read_summary(d)["status"] != "completed" for d in run_dirs(tmp_path))
 
 
+@pytest.mark.e2e
 def test_nan_loss_stops_naming_task_and_step_and_keeps_the_last_good_checkpoint(tmp_path):
     # Epoch 1 trains normally; the step schedule then multiplies the learning rate by 1e30.
     proc = run_cli(

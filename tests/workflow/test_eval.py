@@ -42,6 +42,7 @@ def _eval_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_eval_of_a_run_dir_matches_its_final_val_metrics(run, tmp_path):
     proc = run_cli("mtl_cli.eval", [f"ckpt={run}", "trainer.device=cpu"], cwd=tmp_path)

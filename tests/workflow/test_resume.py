@@ -130,6 +130,7 @@ def _assert_same_run(run: Path, reference: Path) -> None:
         assert same_weights(ours["model"], theirs["model"]), name
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_sigkill_after_an_epoch_then_resume_is_bit_identical(tmp_path, reference):
     proc = start_train([*ARGS, "hydra.run.dir=killed"], cwd=tmp_path)
@@ -153,6 +154,7 @@ def test_sigkill_after_an_epoch_then_resume_is_bit_identical(tmp_path, reference
     assert {p: p.read_bytes() for p in killed} == killed  # the earlier run directory is untouched
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_sigint_stops_after_the_step_saves_and_prints_the_resume_command(tmp_path, reference):
     proc = start_train([*ARGS, "hydra.run.dir=stopped"], cwd=tmp_path)
@@ -176,6 +178,7 @@ def test_sigint_stops_after_the_step_saves_and_prints_the_resume_command(tmp_pat
     assert summary["config"]["trainer"]["resume"] == str(tmp_path / "stopped")
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_ranks_agree_on_stopping_under_torchrun(tmp_path):
     (tmp_path / "tmp").mkdir()
@@ -204,6 +207,7 @@ def test_ranks_agree_on_stopping_under_torchrun(tmp_path):
     assert progress is None or progress["steps"] % 2 == 0  # the ranks agree at sync points (every 2 steps)
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_corrupt_checkpoint_via_cli_is_one_line_error(tmp_path, reference):
     data = (reference / "checkpoints" / "last.pt").read_bytes()
@@ -246,6 +250,7 @@ def test_claim_directory(tmp_path):
     assert (tmp_path / "empty" / "command.txt").read_text() == "mtl-train -m task=cls,seg\n"
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_a_run_never_reuses_an_earlier_run_directory(tmp_path, reference):
     before = {p: p.read_bytes() for p in reference.rglob("*") if p.is_file()}

@@ -43,6 +43,7 @@ def workdir(tmp_path_factory) -> Path:
     return cwd
 
 
+@pytest.mark.e2e
 def test_weight_sweep_with_baselines_reports_delta_m(workdir, capsys):
     base = workdir / "base"
     assert [read_summary(base / str(i))["tasks"] for i in (0, 1)] == [["cls"], ["seg"]]
@@ -78,6 +79,7 @@ def test_weight_sweep_with_baselines_reports_delta_m(workdir, capsys):
     assert "weights/0" in capsys.readouterr().out
 
 
+@pytest.mark.e2e
 def test_optuna_searches_the_loss_weight_for_delta_m(workdir):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")  # the [sweep] extra (part of [dev])
     run_cli(
@@ -94,6 +96,7 @@ def test_optuna_searches_the_loss_weight_for_delta_m(workdir):
     assert float(result.best_params["loss.weights.seg"]) in weights
 
 
+@pytest.mark.e2e
 def test_joblib_launcher_runs_jobs_in_parallel_processes(workdir):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")  # the [sweep] extra (part of [dev])
     run_cli(
@@ -106,6 +109,7 @@ def test_joblib_launcher_runs_jobs_in_parallel_processes(workdir):
     assert len(_csv(workdir / "parallel" / "report.csv")) == 2
 
 
+@pytest.mark.e2e
 def test_a_sweep_never_reuses_an_earlier_sweep_directory(workdir):
     before = {p: p.read_bytes() for p in (workdir / "base").rglob("*") if p.is_file()}
     proc = run_cli("mtl_cli.train", ["-m", "task=cls", *ARGS, "hydra.sweep.dir=base"], cwd=workdir, check=False)
