@@ -39,9 +39,10 @@ from mtl_cli.data.checks import (
     require_root,
     sample_indices,
 )
-from mtl_cli.data.labels import LabelSpec, pil_image_target
+from mtl_cli.data.labels import pil_image_target
 from mtl_cli.data.transforms import resize_sample
 from mtl_cli.errors import UserError
+from mtl_cli.tasks.labels import LabelSpec
 
 LAYOUT = "<split>/images/ plus <split>/<task>/ label files or <split>/<task>.csv per task (README: Datasets)"
 IMAGES = "images"

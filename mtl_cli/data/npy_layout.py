@@ -23,9 +23,10 @@ from mtl_cli.data.checks import (
     require_root,
     sample_indices,
 )
-from mtl_cli.data.labels import LabelSpec, image_target
+from mtl_cli.data.labels import image_target
 from mtl_cli.data.transforms import resize_sample
 from mtl_cli.errors import UserError
+from mtl_cli.tasks.labels import LabelSpec
 
 IMAGE_FOLDER = "image"
 

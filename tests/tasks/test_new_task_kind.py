@@ -20,6 +20,7 @@ from conftest import cli_env
 from PIL import Image
 from torch import Tensor
 
+from mtl_cli.data import MultiTaskCollate
 from mtl_cli.data.checks import check_array, check_range
 from mtl_cli.data.labels import label_specs
 from mtl_cli.data.transforms import Augment, JointTransform
@@ -126,6 +127,23 @@ def test_the_augmentation_moves_the_new_label_with_the_image(registered):
         flips += bool(out["brightness"][0, 0, 0] > out["brightness"][0, 0, -1])  # grey rises left to right
     assert BrightnessTask.transform_calls == 8
     assert 0 < flips < 8  # some samples were flipped, some not
+
+
+def test_variable_length_labels_batch_as_lists():
+    """A kind with per-image box lists collates them as a list, which ``to_device`` moves element by element."""
+
+    class BoxListTask(BrightnessTask):
+        def collate(self, targets):
+            return list(targets)
+
+    task = BoxListTask("boxes", {})
+    items = [{"image": torch.zeros(3, 4, 4), "boxes": torch.rand(n, 4), "valid": {"boxes": n > 0}} for n in (2, 0, 3)]
+    batch = MultiTaskCollate([task])(items)
+    assert [boxes.shape for boxes in batch["boxes"]] == [(2, 4), (0, 4), (3, 4)]
+    assert batch["valid"]["boxes"].tolist() == [True, False, True]
+    moved = task.to_device(batch["boxes"], torch.device("meta"))
+    assert isinstance(moved, list) and [b.device.type for b in moved] == ["meta"] * 3
+    assert [b.shape for b in moved] == [(2, 4), (0, 4), (3, 4)]
 
 
 def test_a_task_kind_defined_outside_the_library_trains_through_the_cli(tmp_path):
