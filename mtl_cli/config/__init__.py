@@ -25,7 +25,6 @@ from mtl_cli.config.schema import (
     TrainerConfig,
 )
 from mtl_cli.config.task_groups import (
-    PREFERRED_TASK_ORDER,
     canonical_task_choice,
     known_task_names,
     register_configs,
@@ -37,7 +36,6 @@ from mtl_cli.config.validation import PRECISIONS, task_weights, validate
 __all__ = [
     "CONFIG_DIR",
     "PRECISIONS",
-    "PREFERRED_TASK_ORDER",
     "ArchConfig",
     "AugmentConfig",
     "Backend",

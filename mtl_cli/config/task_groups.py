@@ -16,21 +16,30 @@ from hydra.core.config_store import ConfigStore
 from mtl_cli.config.paths import CONFIG_DIR
 from mtl_cli.config.schema import MTLConfig
 from mtl_cli.errors import UserError
-
-# Preferred order in which tasks are listed and stored; tasks not listed here follow
-# alphabetically. ``task=seg+cls`` and ``task=cls+seg`` are the same run.
-PREFERRED_TASK_ORDER = ("cls", "seg", "depth", "normals", "edges", "multilabel")
+from mtl_cli.tasks import kind_order
 
 
 def known_task_names() -> list[str]:
-    """The task names that have a YAML file in the ``task`` config group, in canonical order."""
+    """The ``task`` config group's options, in canonical order: the YAML files plus registered kinds."""
     names = [p.stem for p in (CONFIG_DIR / "task").glob("*.yaml")]
-    return sort_tasks(names)
+    return sort_tasks(names + registered_tasks())
+
+
+def registered_tasks() -> list[str]:
+    """Task kinds registered at run time (``register_task_kind``) that have no YAML task file.
+
+    Each is a task of its own name (``task=<kind>``); it combines with any dataset's tasks,
+    the dataset providing its labels under ``data.tasks.<kind>``.
+    """
+    files = {p.stem for p in (CONFIG_DIR / "task").glob("*.yaml")}
+    return [kind for kind in kind_order() if kind not in files]
 
 
 def sort_tasks(names: list[str]) -> list[str]:
-    """Sort task names into the canonical order."""
-    rank = {name: i for i, name in enumerate(PREFERRED_TASK_ORDER)}
+    """Sort task names into the canonical order: tasks named after a kind in the task
+    registry's order (``task=seg+cls`` and ``task=cls+seg`` are the same run), the others
+    alphabetically after them."""
+    rank = {name: i for i, name in enumerate(kind_order())}
     return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
 
 
@@ -67,7 +76,7 @@ def canonical_task_choice(choice: str, known: list[str] | None = None) -> str:
             )
     if len(set(names)) != len(names):
         raise UserError(f"task={choice} names a task twice; name each task once")
-    families = task_families()
+    families = _families_with_registered()
     if len(names) > 1 and not any(set(names) <= set(family) for family in families.values()):
         by_data = "; ".join(f"data={d}: {', '.join(f)}" for d, f in families.items() if f)
         raise UserError(
@@ -76,12 +85,22 @@ def canonical_task_choice(choice: str, known: list[str] | None = None) -> str:
     return "+".join(sort_tasks(names))
 
 
+def _families_with_registered() -> dict[str, tuple[str, ...]]:
+    """``task_families`` with every registered task kind (``registered_tasks``) in every family."""
+    extra = registered_tasks()
+    return {data: tuple(sort_tasks([*family, *extra])) for data, family in task_families().items()}
+
+
 def register_configs() -> None:
-    """Register the schema and every multi-task combination within a task family."""
+    """Register the schema, a ``task`` option per registered kind without a YAML file, and
+    every multi-task combination within a task family."""
     cs = ConfigStore.instance()
     cs.store(name="mtl_schema", node=MTLConfig)
+    for kind in registered_tasks():
+        node = {"tasks": {kind: {"kind": kind}}, "loss": {"weights": {kind: 1.0}}}
+        cs.store(group="task", name=kind, node=node, package="_global_")
     combos: set[tuple[str, ...]] = set()
-    for family in task_families().values():
+    for family in _families_with_registered().values():
         for k in range(2, len(family) + 1):
             combos.update(itertools.combinations(family, k))
     for combo in sorted(combos):

@@ -15,9 +15,10 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset, Sampler
 
 from mtl_cli.data.collate import MultiTaskCollate
-from mtl_cli.data.labels import LabelSpec, label_specs
+from mtl_cli.data.labels import label_specs
 from mtl_cli.data.transforms import Augment, AugmentSeedSampler, JointTransform, TransformedDataset
 from mtl_cli.errors import UserError
+from mtl_cli.tasks.labels import LabelSpec
 
 DatasetBuilder = Callable[[DictConfig, Mapping[str, LabelSpec]], "tuple[Dataset, Dataset]"]
 

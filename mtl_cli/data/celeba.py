@@ -20,9 +20,10 @@ from omegaconf import DictConfig
 from torch.utils.data import Dataset
 
 from mtl_cli.data.checks import DataFileError, read_image, require_dir, require_file, require_root, sample_indices
-from mtl_cli.data.labels import LabelSpec, pil_image_target
+from mtl_cli.data.labels import pil_image_target
 from mtl_cli.data.transforms import resize_sample
 from mtl_cli.errors import UserError
+from mtl_cli.tasks.labels import LabelSpec
 
 LAYOUT = "celeba/ with img_align_celeba/, list_attr_celeba.txt and list_eval_partition.txt (torchvision's layout)"
 SPLITS = {"train": 0, "valid": 1, "val": 1, "test": 2}

@@ -13,7 +13,7 @@ from typing import Mapping
 
 from omegaconf import DictConfig
 
-from mtl_cli.data.labels import LabelSpec
+from mtl_cli.tasks.labels import LabelSpec
 from mtl_cli.data.npy_layout import NpyLayoutDataset, build_npy_splits
 from mtl_cli.errors import UserError
 

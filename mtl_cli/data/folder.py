@@ -3,15 +3,15 @@
 Layout (``<split>`` is ``data.train_split`` / ``data.val_split``)::
 
     <root>/<split>/images/<name>.png|jpg|...       the images
-    <root>/<split>/<task>/<name>.png|npy            dense tasks, one file per image:
-        seg      class map, PNG (8/16-bit, one channel) or .npy [H, W] ints; ignore_index = no label
-        depth    .npy [H, W] or [H, W, 1] floats in metres, or a 16-bit PNG divided by
-                 data.tasks.<task>.png_scale (default 1000: millimetres); 0 = invalid
-        normals  .npy [H, W, 3] unit vectors; all-zero = invalid
-        edges    PNG (non-zero = edge) or .npy [H, W] of 0/1
-    <root>/<split>/<task>.csv                       image-level tasks, a header row and one row per image:
-        cls         image,label           class index 0..C-1
-        multilabel  image,<name1>,...     1 / 0 per label; -1 or empty = unknown
+    <root>/<split>/<task>/<name>.png|npy            dense tasks, one file per image
+    <root>/<split>/<task>.csv                       image-level tasks, a header row ("image", then
+                                                    the label columns) and one row per image
+
+Each task kind says which files it reads and what they hold (``Task.label_suffixes``,
+``label_from_png``, ``label_from_array``, ``csv_columns``, ``label_from_cells``), e.g.
+seg: a class-map PNG or ``.npy``; depth: ``.npy`` metres or a 16-bit PNG divided by
+``data.tasks.<task>.png_scale``; cls: ``image,label``; multilabel: ``image,<name1>,...``
+with 1 / 0 per label and -1 or empty for unknown.
 
 Any image may lack a label for any task (no file, no CSV row, an empty cell): the sample
 still trains the other tasks and carries ``valid[task] = False`` so the task's loss and
@@ -24,8 +24,6 @@ import csv
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
-import torch
 from omegaconf import DictConfig
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -41,13 +39,13 @@ from mtl_cli.data.checks import (
     require_root,
     sample_indices,
 )
-from mtl_cli.data.labels import LabelSpec, pil_image_target, check_dense_label, dense_target
+from mtl_cli.data.labels import pil_image_target
 from mtl_cli.data.transforms import resize_sample
 from mtl_cli.errors import UserError
+from mtl_cli.tasks.labels import LabelSpec
 
 LAYOUT = "<split>/images/ plus <split>/<task>/ label files or <split>/<task>.csv per task (README: Datasets)"
 IMAGES = "images"
-DENSE_SUFFIXES = {"seg": (".png", ".npy"), "depth": (".npy", ".png"), "normals": (".npy",), "edges": (".png", ".npy")}
 
 
 def _by_stem(folder: Path, suffixes: tuple[str, ...], what: str) -> dict[str, Path]:
@@ -67,7 +65,8 @@ def _read_csv(path: Path, spec: LabelSpec, images: dict[str, Path]) -> dict[str,
         rows = list(csv.reader(handle))
     if not rows or not rows[0] or rows[0][0].strip() != "image":
         raise DataFileError(f"{path} needs a header row starting with 'image'; expected image,label or image,<names>")
-    width = 1 if spec.kind == "cls" else int(spec.num_classes or 0)
+    kind = spec.task_class
+    width = kind.csv_columns(spec)
     if len(rows[0]) - 1 != width:
         raise DataFileError(f"{path} has {len(rows[0]) - 1} label columns; task {spec.name} expects {width}")
     stems = {p.name: s for s, p in images.items()}
@@ -81,21 +80,12 @@ def _read_csv(path: Path, spec: LabelSpec, images: dict[str, Path]) -> dict[str,
         if len(cells) != width:
             raise DataFileError(f"{path} line {number} has {len(cells)} values; expected {width}")
         try:
-            if spec.kind == "cls":
-                if cells[0] == "":
-                    continue
-                value = int(cells[0])
-                if not 0 <= value < int(spec.num_classes or 0):
-                    raise ValueError
-                targets[stems[name]] = torch.tensor(value, dtype=torch.int64)
-            else:
-                values = [-1.0 if c == "" else float(int(c)) for c in cells]
-                if any(v not in (-1.0, 0.0, 1.0) for v in values):
-                    raise ValueError
-                targets[stems[name]] = torch.tensor(values, dtype=torch.float32)
+            target = kind.label_from_cells(spec, cells)
         except ValueError:
-            expected = f"a class index 0..{int(spec.num_classes or 0) - 1}" if spec.kind == "cls" else "1, 0, -1 or empty"
+            expected = kind.cells_expected(spec)
             raise DataFileError(f"{path} line {number} has value(s) {','.join(cells)}; expected {expected}") from None
+        if target is not None:
+            targets[stems[name]] = target
     return targets
 
 
@@ -125,7 +115,7 @@ class FolderDataset(Dataset):
         for name, spec in self.specs.items():
             if spec.dense:
                 folder = require_dir(split_dir / name, f"labels of task {name}")
-                files = _by_stem(folder, DENSE_SUFFIXES[spec.kind], f"{name} labels")
+                files = _by_stem(folder, spec.task_class.label_suffixes, f"{name} labels")
                 orphans = sorted(set(files) - set(images))
                 if orphans:
                     raise DataFileError(f"{files[orphans[0]]} has no image '{orphans[0]}.*' in {image_dir}")
@@ -149,13 +139,8 @@ class FolderDataset(Dataset):
         if path.suffix == ".npy":
             array = read_npy(path)
         else:
-            array = read_label_image(path)
-            if spec.kind == "edges":
-                array = (array > 0).astype(np.float32)
-            elif spec.kind == "depth":
-                array = array.astype(np.float32) / float(spec.options.get("png_scale", 1000.0))
-        check_dense_label(spec, array, path, size)
-        return dense_target(spec.kind, array)
+            array = spec.task_class.label_from_png(spec, read_label_image(path))
+        return spec.from_array(array, path, size)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         path = self.images[index]

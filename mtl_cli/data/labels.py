@@ -1,15 +1,12 @@
-"""Per-task label facts and the per-kind rules every dataset shares.
+"""Building each task's ``LabelSpec`` from the data config, and decoding images to tensors.
 
-Target conventions (what the tasks consume): ``cls`` int64 scalar (< 0 = no label);
-``seg`` int64 [H, W] (``ignore_index`` = no label); ``depth`` float32 [1, H, W] (0 =
-invalid); ``normals`` float32 [3, H, W] unit vectors (all-zero = invalid); ``edges``
-float32 [1, H, W] in {0, 1}; ``multilabel`` float32 [L] (< 0 = unknown).
+What a label of each kind looks like, how it is checked, filled when missing and moved
+with the image is the task kind's business (see ``mtl_cli.tasks``); this module only
+pairs each selected task with its kind's class and the dataset's facts.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -17,76 +14,9 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from mtl_cli.data.checks import DataFileError, check_array, check_class_labels, check_range
 from mtl_cli.errors import UserError
-
-DENSE_KINDS = ("seg", "depth", "normals", "edges")
-IMAGE_LEVEL_KINDS = ("cls", "multilabel")
-
-
-@dataclass(frozen=True)
-class LabelSpec:
-    """What the data pipeline needs to know about one task's labels.
-
-    ``options`` holds the dataset-specific settings of ``data.tasks.<name>`` (e.g. the
-    label folder, CelebA attribute names, whether depth is stored inverted).
-    """
-
-    name: str
-    kind: str
-    num_classes: int | None = None
-    ignore_index: int = -1
-    options: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def dense(self) -> bool:
-        """Per-pixel labels (resampled with the image by geometric transforms)."""
-        return self.kind in DENSE_KINDS
-
-    def missing(self, size: tuple[int, int]) -> Tensor:
-        """The target of a sample without a label for this task: nothing in it counts."""
-        h, w = size
-        if self.kind == "cls":
-            return torch.tensor(-1, dtype=torch.int64)
-        if self.kind == "multilabel":
-            return torch.full((int(self.num_classes or 0),), -1.0)
-        if self.kind == "seg":
-            return torch.full((h, w), self.ignore_index, dtype=torch.int64)
-        return torch.zeros((3 if self.kind == "normals" else 1, h, w))
-
-
-def dense_target(kind: str, array: np.ndarray) -> Tensor:
-    """A checked dense label array (``[H, W]`` or ``[H, W, C]``) as the task's target tensor."""
-    if kind == "seg":
-        return torch.from_numpy(np.ascontiguousarray(array.reshape(array.shape[:2]), dtype=np.int64))
-    chw = array.reshape(array.shape[0], array.shape[1], -1).transpose(2, 0, 1)
-    return torch.from_numpy(np.ascontiguousarray(chw, dtype=np.float32))
-
-
-def check_dense_label(spec: LabelSpec, array: np.ndarray, path: Path, size: tuple[int, int]) -> None:
-    """Check one dense label file against its kind's shape, dtype and value rules.
-
-    ``size`` is the ``(H, W)`` of the sample's image.
-    """
-    h, w = size
-    kind = spec.kind
-    if kind == "seg":
-        check_array(array, path, [(h, w)], "fiu", f"{spec.name} class map aligned with the image")
-        assert spec.num_classes is not None
-        check_class_labels(array, path, spec.num_classes, spec.ignore_index)
-    elif kind == "depth":
-        check_array(array, path, [(h, w, 1), (h, w)], "f", f"{spec.name} depth aligned with the image")
-        if not np.isfinite(array).all() or float(array.min()) < 0:
-            raise DataFileError(f"{path} has negative or non-finite depth; expected values >= 0 (0 = invalid)")
-    elif kind == "normals":
-        check_array(array, path, [(h, w, 3)], "f", f"{spec.name} unit normals aligned with the image")
-        check_range(array, path, -1.0, 1.0, "normal vector components")
-    elif kind == "edges":
-        check_array(array, path, [(h, w), (h, w, 1)], "fiu", f"{spec.name} edge map aligned with the image")
-        if not np.isin(array, (0, 1)).all():
-            raise DataFileError(f"{path} has edge values other than 0 and 1; expected a binary map")
-    else:
-        raise ValueError(f"{kind} is not a dense kind")
+from mtl_cli.tasks.labels import LabelSpec
+from mtl_cli.tasks.registry import task_kind
 
 
 def image_target(array: np.ndarray) -> Tensor:
@@ -126,7 +56,7 @@ def label_specs(
         num_classes = settings.get("num_classes")
         specs[name] = LabelSpec(
             name=name,
-            kind=str(kind),
+            task_class=task_kind(str(kind), name),
             num_classes=None if num_classes is None else int(num_classes),
             ignore_index=-1 if ignore is None else int(ignore),
             options={k: v for k, v in data_info.items() if k not in ("kind", "num_classes", "ignore_index")},

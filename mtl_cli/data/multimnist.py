@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from mtl_cli.data.labels import LabelSpec
+from mtl_cli.tasks.labels import LabelSpec
 from mtl_cli.errors import UserError
 
 CANVAS = 36

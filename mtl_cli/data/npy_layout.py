@@ -23,9 +23,10 @@ from mtl_cli.data.checks import (
     require_root,
     sample_indices,
 )
-from mtl_cli.data.labels import LabelSpec, check_dense_label, dense_target, image_target
+from mtl_cli.data.labels import image_target
 from mtl_cli.data.transforms import resize_sample
 from mtl_cli.errors import UserError
+from mtl_cli.tasks.labels import LabelSpec
 
 IMAGE_FOLDER = "image"
 
@@ -89,9 +90,7 @@ class NpyLayoutDataset(Dataset):
         item: dict[str, Any] = {"image": image_target(image)}
         for name, spec in self.specs.items():
             path = self._path(name, index)
-            array = read_npy(path)
-            check_dense_label(spec, array, path, self.size)
-            item[name] = dense_target(spec.kind, array)
+            item[name] = spec.from_array(read_npy(path), path, self.size)
         if self.resize is not None:
             item = resize_sample(item, self.specs, self.resize)
         return item

@@ -12,7 +12,7 @@ from typing import Mapping
 
 from omegaconf import DictConfig
 
-from mtl_cli.data.labels import LabelSpec
+from mtl_cli.tasks.labels import LabelSpec
 from mtl_cli.data.npy_layout import NpyLayoutDataset, build_npy_splits
 
 LAYOUT = "train/ and val/, each with image/, label/, depth/ and normal/ folders of 0.npy, 1.npy, ..."

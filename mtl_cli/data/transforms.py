@@ -1,13 +1,10 @@
-"""Joint transforms: geometry applied identically to the image and every dense target.
+"""Joint transforms: one geometry applied to the image and, by each task's kind, to every label.
 
-* Resampling by kind: the image and surface normals bilinearly (normals renormalised to
-  unit length, invalid pixels kept all-zero), class maps, edge maps and depth with
-  nearest-neighbour sampling, so labels stay integral and ignore / invalid pixels stay
-  ignore / invalid.
 * Random scale-crop: zoom in by ``s`` (crop ``H/s x W/s``, resize back to ``H x W``).
-  Zooming in by ``s`` brings the scene ``s`` times closer, so depth is divided by ``s``
-  (inverse depth, ``data.tasks.<depth>.inverse: true``, is multiplied).
-* Horizontal flip: every map mirrored; the x component of the normals negated.
+* Horizontal flip.
+* The image is resampled bilinearly; each label follows through its task kind's
+  ``transform_label`` (e.g. class maps nearest-neighbour, normals renormalised with the x
+  component negated on a flip, depth divided by the zoom).
 * Photometric jitter (brightness, contrast, saturation, hue) on the image only, then
   normalisation with the dataset's mean / std.
 
@@ -22,13 +19,11 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
-from mtl_cli.data.labels import LabelSpec
-
-Box = tuple[int, int, int, int]  # top, left, height, width
+from mtl_cli.tasks.geometry import Geometry
+from mtl_cli.tasks.labels import LabelSpec
 
 
 @dataclass(frozen=True)
@@ -59,53 +54,28 @@ class Augment:
         return self.scale[1] > 1.0 or self.hflip or any((self.brightness, self.contrast, self.saturation, self.hue))
 
 
-def resample(target: Tensor, kind: str, box: Box, size: tuple[int, int]) -> Tensor:
-    """Crop ``box`` out of a ``[C, H, W]`` image / dense target (``[H, W]`` for seg) and resize it to ``size``.
-
-    ``kind`` is ``"image"`` or a dense task kind. Values are not rescaled here.
-    """
-    top, left, h, w = box
-    crop = target[..., top : top + h, left : left + w]
-    if tuple(crop.shape[-2:]) == tuple(size):
-        return crop
-    shrink = crop.shape[-2] > size[0] or crop.shape[-1] > size[1]  # antialias only matters when shrinking
-    if kind == "image":
-        return F.interpolate(crop[None], size=size, mode="bilinear", align_corners=False, antialias=shrink)[0]
-    if kind == "normals":
-        valid = (crop.abs().sum(dim=0, keepdim=True) > 0).float()
-        valid = F.interpolate(valid[None], size=size, mode="nearest-exact")[0] > 0
-        out = F.interpolate(crop[None], size=size, mode="bilinear", align_corners=False, antialias=shrink)[0]
-        length = out.square().sum(dim=0, keepdim=True).sqrt_().clamp_min_(1e-12)  # faster than F.normalize(dim=0)
-        return out.div_(length).mul_(valid)
-    if kind == "seg":
-        out = F.interpolate(crop[None, None].double(), size=size, mode="nearest-exact")[0, 0]
-        return out.to(target.dtype)
-    return F.interpolate(crop[None], size=size, mode="nearest-exact")[0]
-
-
-def _map_dense(item: dict[str, Any], specs: Mapping[str, LabelSpec], fn) -> dict[str, Any]:
+def apply_geometry(item: dict[str, Any], specs: Mapping[str, LabelSpec], geometry: Geometry) -> dict[str, Any]:
+    """``item`` with ``geometry`` applied to its image (bilinear) and, by their task kinds, its labels."""
     out = dict(item)
-    out["image"] = fn(item["image"], "image", None)
+    out["image"] = geometry.mirror(geometry.bilinear(item["image"]))
     for name, spec in specs.items():
-        if spec.dense:
-            out[name] = fn(item[name], spec.kind, spec)
+        out[name] = spec.transform(item[name], geometry)
     return out
 
 
 def resize_sample(item: dict[str, Any], specs: Mapping[str, LabelSpec], size: tuple[int, int]) -> dict[str, Any]:
-    """Resize the image and every dense target of ``item`` to ``size`` (depth values unchanged)."""
+    """Resize the image and every dense target of ``item`` to ``size`` (no zoom: depth values unchanged)."""
     h, w = item["image"].shape[-2:]
     if (h, w) == tuple(size):
         return item
-    box = (0, 0, h, w)
-    return _map_dense(item, specs, lambda t, kind, spec: resample(t, kind, box, tuple(size)))
+    return apply_geometry(item, specs, Geometry(size=(int(size[0]), int(size[1])), box=(0, 0, h, w)))
 
 
 class JointTransform:
     """Augment (when given a generator) and normalise one sample ``{"image", <task>: target}``.
 
-    ``specs`` tells which targets are dense and of which kind; image-level targets pass
-    through untouched.
+    ``specs`` carry each target's task kind, which moves the target with the image
+    (``Task.transform_label``); image-level targets do not move.
     """
 
     def __init__(
@@ -124,7 +94,7 @@ class JointTransform:
         return item
 
     def random_geometry(self, item: dict[str, Any], generator: torch.Generator) -> dict[str, Any]:
-        """Random scale-crop, then random horizontal flip, on the image and dense targets."""
+        """Random scale-crop, then random horizontal flip, on the image and every target."""
         lo, hi = self.augment.scale
         u = torch.rand(4, generator=generator, dtype=torch.float64).tolist()
         scale = lo + (hi - lo) * u[0]
@@ -133,18 +103,9 @@ class JointTransform:
         ch, cw = max(1, round(h / scale)), max(1, round(w / scale))
         box = (int(u[1] * (h - ch + 1)), int(u[2] * (w - cw + 1)), ch, cw)
         flip = self.augment.hflip and u[3] < 0.5
-
-        def geometry(target: Tensor, kind: str, spec: LabelSpec | None) -> Tensor:
-            out = resample(target, kind, box, size) if scale > 1.0 else target
-            if kind == "depth" and scale > 1.0:
-                out = out * scale if spec is not None and spec.options.get("inverse") else out / scale
-            if flip:
-                out = out.flip(-1)
-                if kind == "normals":
-                    out = out * torch.tensor([-1.0, 1.0, 1.0]).view(3, 1, 1)
-            return out
-
-        return _map_dense(item, self.specs, geometry)
+        zoom = scale > 1.0
+        geometry = Geometry(size=size, box=box if zoom else None, zoom=scale if zoom else 1.0, flip=flip)
+        return apply_geometry(item, self.specs, geometry)
 
     def jitter(self, image: Tensor, generator: torch.Generator) -> Tensor:
         """Random brightness, contrast, saturation and hue changes (image in [0, 1])."""

@@ -1,37 +1,24 @@
-"""A picture of a few validation images with ground truth and predictions per dense task."""
+"""A picture of a few validation images with ground truth and predictions per dense task.
+
+The grid is generic: each task draws its own maps (``Task.draw``) and describes its
+image-level labels (``Task.describe``).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from mtl_cli.tasks import Task
 
 
-def _to_picture(task: Task, value: Tensor) -> tuple[np.ndarray, dict]:
-    """An HxW or HxWx3 array and imshow options for one dense target or prediction."""
-    value = value.detach().float().cpu()
-    if task.kind == "seg":
-        return value.numpy(), {"cmap": "tab10", "vmin": 0, "vmax": 9, "interpolation": "nearest"}
-    if task.kind == "normals":
-        return ((value.permute(1, 2, 0).numpy() + 1.0) / 2.0).clip(0, 1), {}
-    if task.kind == "depth":
-        return value[0].numpy(), {"cmap": "viridis"}
-    return value[0].numpy(), {"cmap": "gray", "vmin": 0, "vmax": 1}
-
-
 def _caption(task: Task, target: Tensor, pred: Tensor) -> str:
-    if task.kind == "cls":
-        return f"{task.name}: gt {int(target)} / pred {int(pred)}"
-    if task.kind == "multilabel":
-        gt = [i for i, v in enumerate(target.tolist()) if v > 0.5]
-        pr = [i for i, v in enumerate(pred.tolist()) if v > 0.5]
-        return f"{task.name}: gt {gt} / pred {pr}"
-    return ""
+    """``"<task>: gt ... / pred ..."`` for an image-level task ("" when the task describes nothing)."""
+    gt, pr = task.describe(target), task.describe(pred)
+    return f"{task.name}: gt {gt} / pred {pr}" if gt or pr else ""
 
 
 def save_prediction_grid(
@@ -45,7 +32,8 @@ def save_prediction_grid(
 ) -> None:
     """One row per image: the image, then ground truth and prediction for each dense task.
 
-    Image-level tasks are written into the image's title. ``preds`` are raw head outputs.
+    Image-level tasks are written into the image's title. ``preds`` are raw head outputs,
+    turned into predictions by ``Task.predict``.
     """
     import matplotlib
 
@@ -63,7 +51,7 @@ def save_prediction_grid(
         axes[r][0].set_title("\n".join(c for c in captions if c) or "image", fontsize=7)
         for i, task in enumerate(dense):
             for j, (label, value) in enumerate((("gt", targets[task.name][r]), ("pred", predictions[task.name][r]))):
-                array, options = _to_picture(task, value)
+                array, options = task.draw(value.detach().float().cpu())
                 ax = axes[r][1 + 2 * i + j]
                 ax.imshow(array, **options)
                 ax.set_title(f"{task.name} {label}", fontsize=7)

@@ -1,23 +1,43 @@
-"""The Task interface: everything the library needs to know about one task."""
+"""The Task interface: everything the library needs to know about one task kind."""
 
 from __future__ import annotations
 
 import abc
-from typing import Any, ClassVar, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
+from mtl_cli.errors import UserError
+from mtl_cli.tasks.geometry import Geometry
 from mtl_cli.tasks.metrics import MetricAccumulator
+
+if TYPE_CHECKING:
+    from mtl_cli.tasks.labels import LabelSpec
+
+Picture = tuple[np.ndarray, dict[str, Any]]
+"""An ``[H, W]`` or ``[H, W, 3]`` array and the ``imshow`` options that show it."""
+
+Batched = Any
+"""A batched target: a tensor, or a list / tuple of tensors for variable-size labels."""
 
 
 class Task(abc.ABC):
-    """One learning task: its head, loss, metrics and how its targets are batched.
+    """One learning task: its head, loss and metrics, and everything about its labels.
 
     Subclasses set ``kind`` (the ``tasks.<name>.kind`` value that selects them),
-    ``dense`` (per-pixel output at input resolution, or one output per image),
+    ``dense`` (per-pixel labels and output at input resolution, or one per image),
     ``primary_metric`` (used for "best" checkpoints by default) and implement
-    ``out_channels``, ``loss`` and ``metrics``.
+    ``out_channels``, ``loss``, ``metrics`` and ``missing_label``.
+
+    The class-level label methods take the task's ``LabelSpec`` (the data's view of the
+    task: name, class count, ignore index, dataset options), so datasets and transforms
+    use them without building the task: reading and checking a label
+    (``label_from_array``, ``label_from_png``, ``label_from_cells``), filling a missing
+    one (``missing_label``) and moving it with the image (``transform_label``). Instances
+    batch targets (``collate``, ``to_device``) and draw them (``draw``, ``describe``).
     """
 
     kind: ClassVar[str]
@@ -31,8 +51,6 @@ class Task(abc.ABC):
         self.settings = dict(settings)
         self.loss_name = str(self.settings.get("loss", "default"))
         if self.loss_name not in self.losses:
-            from mtl_cli.errors import UserError
-
             raise UserError(
                 f"tasks.{name}.loss={self.loss_name} is not a loss of a {self.kind} task; "
                 f"choose one of: {', '.join(self.losses)}"
@@ -60,20 +78,93 @@ class Task(abc.ABC):
             return DenseHead(in_channels, self.head_channels, self.out_channels)
         return ImageHead(in_channels, self.out_channels)
 
-    def collate(self, targets: Sequence[Tensor]) -> Tensor:
-        """Batch the targets of several samples (override for variable-size targets)."""
+    # ------------------------------------------------------------------ labels (class level)
+    label_suffixes: ClassVar[tuple[str, ...]] = (".npy",)
+    """File suffixes a per-image label file of this kind may have (folder datasets)."""
+
+    @classmethod
+    @abc.abstractmethod
+    def missing_label(cls, spec: "LabelSpec", size: tuple[int, int]) -> Tensor:
+        """The target of a sample without a label (``size`` = image ``(H, W)``): nothing in it counts."""
+
+    @classmethod
+    def label_from_array(cls, spec: "LabelSpec", array: np.ndarray, path: Path, size: tuple[int, int]) -> Tensor:
+        """Check a label array read from ``path`` against the image ``size``; return the target tensor.
+
+        Raises ``DataFileError`` naming the file when shape, dtype or values are wrong.
+        """
+        raise UserError(f"{path}: task {spec.name} ({cls.kind}) does not read labels from per-image files")
+
+    @classmethod
+    def label_from_png(cls, spec: "LabelSpec", array: np.ndarray) -> np.ndarray:
+        """A decoded label PNG (``[H, W]`` integers) as the array a ``.npy`` label file would hold."""
+        return array
+
+    @classmethod
+    def csv_columns(cls, spec: "LabelSpec") -> int:
+        """How many label columns a CSV row of this kind has (image-level kinds)."""
+        raise UserError(f"task {spec.name} ({cls.kind}) does not read labels from a CSV file")
+
+    @classmethod
+    def label_from_cells(cls, spec: "LabelSpec", cells: Sequence[str]) -> Tensor | None:
+        """The target in one CSV row's label ``cells``; ``None`` = no label; ``ValueError`` if malformed."""
+        raise UserError(f"task {spec.name} ({cls.kind}) does not read labels from a CSV file")
+
+    @classmethod
+    def cells_expected(cls, spec: "LabelSpec") -> str:
+        """What the label cells of a CSV row should hold (for the error of a malformed row)."""
+        return f"{cls.csv_columns(spec)} label value(s)"
+
+    @classmethod
+    def transform_label(cls, spec: "LabelSpec", target: Tensor, geometry: Geometry) -> Tensor:
+        """The target after the sample's crop / resize / zoom / flip.
+
+        Image-level labels do not move. Dense labels default to a per-pixel map whose
+        values do not depend on the geometry: nearest-neighbour resampling (labels stay
+        exact; ignore / invalid pixels stay so), then mirroring.
+        """
+        if not cls.dense:
+            return target
+        return geometry.mirror(geometry.nearest(target))
+
+    # ------------------------------------------------------------------ batching and pictures
+    def collate(self, targets: Sequence[Tensor]) -> Batched:
+        """Batch the targets of several samples: stacked by default.
+
+        Override for variable-size targets (e.g. per-image box lists): return a list and
+        ``to_device`` moves every element.
+        """
         return torch.stack(list(targets))
 
-    def to_device(self, target: Tensor, device: torch.device) -> Tensor:
-        """Move a batched target to the training device."""
+    def to_device(self, target: Batched, device: torch.device) -> Batched:
+        """Move a batched target (a tensor, or a list / tuple of them) to the training device."""
+        if isinstance(target, (list, tuple)):
+            return type(target)(self.to_device(t, device) for t in target)
         return target.to(device, non_blocking=True)
 
     def predict(self, pred: Tensor) -> Tensor:
         """Turn raw head output into the task's prediction (for pictures and export)."""
         return pred
 
+    def draw(self, value: Tensor) -> Picture:
+        """A picture of one dense target or prediction (``predict`` output, float, on the CPU).
+
+        Default: the first channel as grey levels in [0, 1].
+        """
+        return value[0].numpy(), {"cmap": "gray", "vmin": 0, "vmax": 1}
+
+    def describe(self, value: Tensor) -> str:
+        """One image-level target or prediction as text for a picture's title ("" = not shown)."""
+        return ""
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
+
+
+def map_target(array: np.ndarray) -> Tensor:
+    """A checked ``[H, W]`` or ``[H, W, C]`` label array as a float32 ``[C, H, W]`` target."""
+    chw = array.reshape(array.shape[0], array.shape[1], -1).transpose(2, 0, 1)
+    return torch.from_numpy(np.ascontiguousarray(chw, dtype=np.float32))
 
 
 def masked_mean(values: Tensor, mask: Tensor) -> Tensor:

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from mtl_cli.tasks.base import Task
+from mtl_cli.tasks.labels import LabelSpec
 from mtl_cli.tasks.metrics import ClassificationMetrics
 
 
 class ClassificationTask(Task):
-    """Cross-entropy over ``num_classes`` logits; targets < 0 are ignored."""
+    """Cross-entropy over ``num_classes`` logits; targets < 0 are ignored.
+
+    Target: an int64 scalar class index (< 0 = no label); one CSV column ``label``.
+    """
 
     kind = "cls"
     dense = False
@@ -35,3 +42,27 @@ class ClassificationTask(Task):
 
     def predict(self, pred: Tensor) -> Tensor:
         return pred.argmax(dim=1)
+
+    @classmethod
+    def missing_label(cls, spec: LabelSpec, size: tuple[int, int]) -> Tensor:
+        return torch.tensor(-1, dtype=torch.int64)
+
+    @classmethod
+    def csv_columns(cls, spec: LabelSpec) -> int:
+        return 1
+
+    @classmethod
+    def label_from_cells(cls, spec: LabelSpec, cells: Sequence[str]) -> Tensor | None:
+        if cells[0] == "":
+            return None
+        value = int(cells[0])
+        if not 0 <= value < int(spec.num_classes or 0):
+            raise ValueError(cells[0])
+        return torch.tensor(value, dtype=torch.int64)
+
+    @classmethod
+    def cells_expected(cls, spec: LabelSpec) -> str:
+        return f"a class index 0..{int(spec.num_classes or 0) - 1}"
+
+    def describe(self, value: Tensor) -> str:
+        return str(int(value))

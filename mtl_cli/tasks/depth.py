@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
+import torch
 from torch import Tensor
 
-from mtl_cli.tasks.base import Task, masked_mean, sample_mask
+from mtl_cli.data.checks import DataFileError, check_array
+from mtl_cli.tasks.base import Picture, Task, map_target, masked_mean, sample_mask
+from mtl_cli.tasks.geometry import Geometry
+from mtl_cli.tasks.labels import LabelSpec
 from mtl_cli.tasks.metrics import DepthMetrics
 
 
 class DepthTask(Task):
-    """Masked L1 (``loss: l1``) or the design's 1/2 squared error (``loss: l2``) over valid pixels."""
+    """Masked L1 (``loss: l1``) or the design's 1/2 squared error (``loss: l2``) over valid pixels.
+
+    Target: float32 ``[1, H, W]`` in metres (0 = invalid), stored as an ``[H, W]`` /
+    ``[H, W, 1]`` float ``.npy`` or a 16-bit PNG divided by ``data.tasks.<name>.png_scale``
+    (default 1000: millimetres). Zooming in by ``s`` brings the scene ``s`` times closer, so
+    depth is divided by ``s`` (inverse depth, ``data.tasks.<name>.inverse: true``, multiplied).
+    """
 
     kind = "depth"
     dense = True
     primary_metric = "abs_err"
     losses = ("l1", "l2", "default")
+    label_suffixes = (".npy", ".png")
 
     @property
     def out_channels(self) -> int:
@@ -29,3 +43,29 @@ class DepthTask(Task):
 
     def metrics(self) -> DepthMetrics:
         return DepthMetrics()
+
+    @classmethod
+    def missing_label(cls, spec: LabelSpec, size: tuple[int, int]) -> Tensor:
+        return torch.zeros((1, *size))
+
+    @classmethod
+    def label_from_png(cls, spec: LabelSpec, array: np.ndarray) -> np.ndarray:
+        return array.astype(np.float32) / float(spec.options.get("png_scale", 1000.0))
+
+    @classmethod
+    def label_from_array(cls, spec: LabelSpec, array: np.ndarray, path: Path, size: tuple[int, int]) -> Tensor:
+        h, w = size
+        check_array(array, path, [(h, w, 1), (h, w)], "f", f"{spec.name} depth aligned with the image")
+        if not np.isfinite(array).all() or float(array.min()) < 0:
+            raise DataFileError(f"{path} has negative or non-finite depth; expected values >= 0 (0 = invalid)")
+        return map_target(array)
+
+    @classmethod
+    def transform_label(cls, spec: LabelSpec, target: Tensor, geometry: Geometry) -> Tensor:
+        out = geometry.nearest(target)
+        if geometry.zoom != 1.0:
+            out = out * geometry.zoom if spec.options.get("inverse") else out / geometry.zoom
+        return geometry.mirror(out)
+
+    def draw(self, value: Tensor) -> Picture:
+        return value[0].numpy(), {"cmap": "viridis"}

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mtl_cli.tasks.base import Task, masked_mean, sample_mask
+from mtl_cli.data.checks import DataFileError, check_array
+from mtl_cli.tasks.base import Task, map_target, masked_mean, sample_mask
+from mtl_cli.tasks.labels import LabelSpec
 from mtl_cli.tasks.metrics import EdgeMetrics
 
 
 class EdgesTask(Task):
-    """Binary cross-entropy with a positive-class weight (edges are rare pixels)."""
+    """Binary cross-entropy with a positive-class weight (edges are rare pixels).
+
+    Target: float32 ``[1, H, W]`` in {0, 1}, stored as a PNG (non-zero = edge) or an
+    ``[H, W]`` ``.npy`` of 0 / 1; resampled nearest-neighbour.
+    """
 
     kind = "edges"
     dense = True
     primary_metric = "ods_f"
+    label_suffixes = (".png", ".npy")
 
     def __init__(self, name: str, settings: dict) -> None:
         super().__init__(name, settings)
@@ -35,3 +46,19 @@ class EdgesTask(Task):
 
     def predict(self, pred: Tensor) -> Tensor:
         return pred.float().sigmoid()
+
+    @classmethod
+    def missing_label(cls, spec: LabelSpec, size: tuple[int, int]) -> Tensor:
+        return torch.zeros((1, *size))
+
+    @classmethod
+    def label_from_png(cls, spec: LabelSpec, array: np.ndarray) -> np.ndarray:
+        return (array > 0).astype(np.float32)
+
+    @classmethod
+    def label_from_array(cls, spec: LabelSpec, array: np.ndarray, path: Path, size: tuple[int, int]) -> Tensor:
+        h, w = size
+        check_array(array, path, [(h, w), (h, w, 1)], "fiu", f"{spec.name} edge map aligned with the image")
+        if not np.isin(array, (0, 1)).all():
+            raise DataFileError(f"{path} has edge values other than 0 and 1; expected a binary map")
+        return map_target(array)

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from mtl_cli.tasks.base import Task, masked_mean, sample_mask
+from mtl_cli.tasks.labels import LabelSpec
 from mtl_cli.tasks.metrics import MultiLabelMetrics
 
 
 class MultiLabelTask(Task):
-    """Binary cross-entropy per label; target entries < 0 are unknown and skipped."""
+    """Binary cross-entropy per label; target entries < 0 are unknown and skipped.
+
+    Target: float32 ``[num_classes]`` of 1 / 0 (< 0 = unknown); one CSV column per label
+    holding 1, 0, -1 or nothing (unknown).
+    """
 
     kind = "multilabel"
     dense = False
@@ -35,3 +43,25 @@ class MultiLabelTask(Task):
 
     def predict(self, pred: Tensor) -> Tensor:
         return pred.float().sigmoid()
+
+    @classmethod
+    def missing_label(cls, spec: LabelSpec, size: tuple[int, int]) -> Tensor:
+        return torch.full((int(spec.num_classes or 0),), -1.0)
+
+    @classmethod
+    def csv_columns(cls, spec: LabelSpec) -> int:
+        return int(spec.num_classes or 0)
+
+    @classmethod
+    def label_from_cells(cls, spec: LabelSpec, cells: Sequence[str]) -> Tensor | None:
+        values = [-1.0 if c == "" else float(int(c)) for c in cells]
+        if any(v not in (-1.0, 0.0, 1.0) for v in values):
+            raise ValueError(",".join(cells))
+        return torch.tensor(values, dtype=torch.float32)
+
+    @classmethod
+    def cells_expected(cls, spec: LabelSpec) -> str:
+        return "1, 0, -1 or empty"
+
+    def describe(self, value: Tensor) -> str:
+        return str([i for i, v in enumerate(value.tolist()) if v > 0.5])

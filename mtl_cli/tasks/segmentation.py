@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mtl_cli.tasks.base import Task
+from mtl_cli.data.checks import check_array, check_class_labels
+from mtl_cli.tasks.base import Picture, Task
+from mtl_cli.tasks.labels import LabelSpec
 from mtl_cli.tasks.metrics import SegmentationMetrics
 
 
 class SegmentationTask(Task):
-    """Per-pixel cross-entropy; pixels labelled ``ignore_index`` do not count."""
+    """Per-pixel cross-entropy; pixels labelled ``ignore_index`` do not count.
+
+    Target: int64 ``[H, W]`` class map (``ignore_index`` = no label), stored as a
+    one-channel PNG (8/16-bit) or an ``[H, W]`` integer ``.npy``; resampled
+    nearest-neighbour so it stays integral.
+    """
 
     kind = "seg"
     dense = True
     primary_metric = "miou"
     needs_num_classes = True
+    label_suffixes = (".png", ".npy")
 
     def __init__(self, name: str, settings: dict) -> None:
         super().__init__(name, settings)
@@ -37,3 +49,17 @@ class SegmentationTask(Task):
 
     def predict(self, pred: Tensor) -> Tensor:
         return pred.argmax(dim=1)
+
+    @classmethod
+    def missing_label(cls, spec: LabelSpec, size: tuple[int, int]) -> Tensor:
+        return torch.full(size, spec.ignore_index, dtype=torch.int64)
+
+    @classmethod
+    def label_from_array(cls, spec: LabelSpec, array: np.ndarray, path: Path, size: tuple[int, int]) -> Tensor:
+        check_array(array, path, [size], "fiu", f"{spec.name} class map aligned with the image")
+        assert spec.num_classes is not None
+        check_class_labels(array, path, spec.num_classes, spec.ignore_index)
+        return torch.from_numpy(np.ascontiguousarray(array.reshape(array.shape[:2]), dtype=np.int64))
+
+    def draw(self, value: Tensor) -> Picture:
+        return value.numpy(), {"cmap": "tab10", "vmin": 0, "vmax": 9, "interpolation": "nearest"}

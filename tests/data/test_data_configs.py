@@ -13,8 +13,8 @@ from hydra.core.config_store import ConfigStore
 from mtl_cli.cli import normalise_task_args
 from mtl_cli.config import CONFIG_DIR, canonical_task_choice, task_families
 from mtl_cli.data import DATASETS
-from mtl_cli.data.labels import DENSE_KINDS, IMAGE_LEVEL_KINDS
 from mtl_cli.errors import UserError
+from mtl_cli.tasks import TASK_KINDS
 
 DATA_FILES = sorted((CONFIG_DIR / "data").glob("*.yaml"))
 
@@ -29,7 +29,7 @@ def test_each_data_config_names_a_registered_dataset_with_typed_tasks(path):
     assert cfg["name"] == path.stem and path.stem in DATASETS
     for name, info in cfg["tasks"].items():
         if path.stem != "shapes":
-            assert info["kind"] in DENSE_KINDS + IMAGE_LEVEL_KINDS, (path.stem, name)
+            assert info["kind"] in TASK_KINDS, (path.stem, name)
 
 
 def test_every_task_file_belongs_to_a_dataset():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mtl_cli.data import shapes
+from mtl_cli.data.shapes import dataset, render, scene
 from mtl_cli.data.shapes import (
     FORMAT_VERSION,
     NUM_SHAPE_CLASSES,
@@ -23,7 +23,7 @@ KEYS = ("image", *TASK_NAMES)
 @pytest.fixture(scope="module")
 def scenes() -> dict:
     """64 scenes at 48x48 with ground-truth extras (instance map, per-object depths, params)."""
-    return shapes._generate(64, 48, seed=123, max_objects=3, return_meta=True)
+    return render._generate(64, 48, seed=123, max_objects=3, return_meta=True)
 
 
 def _bit_identical(a: dict, b: dict) -> bool:
@@ -84,20 +84,20 @@ def test_every_scene_has_a_visible_object(scenes) -> None:
 
 def test_invisible_scenes_are_resampled(monkeypatch) -> None:
     """Scenes whose objects are all hidden (here: often behind the background) are redrawn."""
-    monkeypatch.setattr(shapes, "_DEPTH_RANGE", (8.0, 20.0))
+    monkeypatch.setattr(scene, "_DEPTH_RANGE", (8.0, 20.0))
     calls = []
-    orig = shapes._sample_params
+    orig = scene.sample_params
 
     def counting(rng, n, max_objects):
         calls.append(n)
         return orig(rng, n, max_objects)
 
-    monkeypatch.setattr(shapes, "_sample_params", counting)
-    a = shapes._generate(48, 32, seed=9, max_objects=2, return_meta=True)
+    monkeypatch.setattr(scene, "sample_params", counting)
+    a = render._generate(48, 32, seed=9, max_objects=2, return_meta=True)
     assert len(calls) > 1  # the resampling path was exercised
     assert ((a["seg"] > 0).sum(axis=(1, 2)) >= 5).all()
     np.testing.assert_array_equal(a["instance"] == 0, a["seg"] == 0)
-    b = shapes._generate(48, 32, seed=9, max_objects=2)
+    b = render._generate(48, 32, seed=9, max_objects=2)
     assert _bit_identical({k: a[k] for k in b}, b)
 
 
@@ -148,12 +148,12 @@ def test_determinism_same_seed_identical_different_seed_differs() -> None:
 
 
 def test_determinism_independent_of_threads_and_global_rng(monkeypatch) -> None:
-    monkeypatch.setattr(shapes, "_CHUNK", 8)  # several chunks
+    monkeypatch.setattr(render, "_CHUNK", 8)  # several chunks
     np_state = np.random.get_state()
     torch_state = torch.random.get_rng_state().clone()
-    monkeypatch.setattr(shapes, "_MAX_THREADS", 1)
+    monkeypatch.setattr(render, "_MAX_THREADS", 1)
     a = generate_scenes(40, 32, seed=11)
-    monkeypatch.setattr(shapes, "_MAX_THREADS", 4)
+    monkeypatch.setattr(render, "_MAX_THREADS", 4)
     np.random.seed(999)  # perturbing global RNGs must not matter either
     torch.manual_seed(999)
     b = generate_scenes(40, 32, seed=11)
@@ -181,7 +181,7 @@ def test_cache_round_trip_bit_identical(tmp_path, monkeypatch) -> None:
     def boom(*args, **kwargs):
         raise AssertionError("should have loaded from the cache")
 
-    monkeypatch.setattr(shapes, "generate_scenes", boom)
+    monkeypatch.setattr(dataset, "generate_scenes", boom)
     ds2 = ShapesDataset(12, 32, seed=4, tasks=TASK_NAMES, cache_dir=str(tmp_path))
     for i in (0, 5, 11):
         a, b = ds1[i], ds2[i]
@@ -196,7 +196,7 @@ def test_cache_round_trip_bit_identical(tmp_path, monkeypatch) -> None:
 
 
 def test_corrupt_cache_is_regenerated(tmp_path) -> None:
-    path = shapes._cache_path(tmp_path, 6, 16, 3, 3)
+    path = dataset._cache_path(tmp_path, 6, 16, 3, 3)
     path.write_bytes(b"not an npz")
     ds = ShapesDataset(6, 16, seed=3, tasks=["seg"], cache_dir=str(tmp_path))
     np.testing.assert_array_equal(ds[2]["seg"].numpy(), generate_scenes(6, 16, seed=3)["seg"][2])
@@ -224,13 +224,13 @@ def test_background_pixels_are_the_background_plane(scenes) -> None:
 def test_normals_unit_and_front_facing(scenes) -> None:
     n = scenes["normals"]
     np.testing.assert_allclose(np.linalg.norm(n, axis=1), 1.0, atol=1e-4)
-    rays = shapes._camera_rays(48, 48)
+    rays = render._camera_rays(48, 48)
     assert ((n * rays[None]).sum(1) < 0).all()  # every visible surface faces the camera
 
 
 def test_normals_consistent_with_depth(scenes) -> None:
     """Normals of back-projected depth (finite differences) match the normal maps."""
-    rays = shapes._camera_rays(48, 48)
+    rays = render._camera_rays(48, 48)
     pts = scenes["depth"] * rays[None]  # [N, 3, H, W] 3-D points
     inst = scenes["instance"]
     c = inst[:, 1:-1, 1:-1]
@@ -253,7 +253,7 @@ def test_normals_consistent_with_depth(scenes) -> None:
 def test_depth_matches_object_geometry(scenes) -> None:
     """Visible depth lies on the sphere / plane of the visible object."""
     p = scenes["params"]
-    rays = shapes._camera_rays(48, 48).astype(np.float64)
+    rays = render._camera_rays(48, 48).astype(np.float64)
     inst = scenes["instance"]
     for i in range(inst.shape[0]):
         for j in range(p["kind"].shape[1]):
@@ -296,7 +296,7 @@ def test_edges_are_instance_changes_between_4_neighbours(scenes) -> None:
 
 def _project(point: np.ndarray, h: int, w: int) -> tuple[int, int]:
     """(row, col) of the pixel containing the projection of a camera-frame 3-D point."""
-    s = shapes._TAN_HALF_FOV
+    s = scene.TAN_HALF_FOV
     x, y, z = point
     return int((1 - y / -z / s) / 2 * h), int((x / -z / s + 1) / 2 * w)
 
@@ -311,7 +311,7 @@ def test_sphere_depth_decreases_toward_centre(scenes) -> None:
     p = scenes["params"]
     obj_depth = scenes["object_depth"]  # unoccluded per-object depth, inf outside the object
     h = w = 48
-    ray_len = np.linalg.norm(shapes._camera_rays(h, w), axis=0)
+    ray_len = np.linalg.norm(render._camera_rays(h, w), axis=0)
     checked = 0
     for i, j in zip(*np.nonzero(p["present"] & (p["kind"] == 0))):
         d = obj_depth[i, j]

@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, SequentialSampler, Dataset
 
-from mtl_cli.data.labels import LabelSpec
+from mtl_cli.tasks import TASK_KINDS
+from mtl_cli.tasks.labels import LabelSpec
 from mtl_cli.data.transforms import (
     Augment,
     AugmentSeedSampler,
@@ -19,11 +20,11 @@ from mtl_cli.data.transforms import (
 
 H, W = 24, 32
 SPECS = {
-    "seg": LabelSpec("seg", "seg", num_classes=13, ignore_index=-1),
-    "depth": LabelSpec("depth", "depth"),
-    "normals": LabelSpec("normals", "normals"),
-    "edges": LabelSpec("edges", "edges"),
-    "cls": LabelSpec("cls", "cls", num_classes=3),
+    "seg": LabelSpec("seg", TASK_KINDS["seg"], num_classes=13, ignore_index=-1),
+    "depth": LabelSpec("depth", TASK_KINDS["depth"]),
+    "normals": LabelSpec("normals", TASK_KINDS["normals"]),
+    "edges": LabelSpec("edges", TASK_KINDS["edges"]),
+    "cls": LabelSpec("cls", TASK_KINDS["cls"], num_classes=3),
 }
 ZERO_MEAN, UNIT_STD = [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
 
@@ -125,7 +126,7 @@ def test_scale_crop_keeps_labels_integral_and_ignore_aligned(seed):
 
 
 def test_scale_crop_keeps_the_ignore_value_of_the_dataset():
-    specs = {"seg": LabelSpec("seg", "seg", num_classes=4, ignore_index=255)}
+    specs = {"seg": LabelSpec("seg", TASK_KINDS["seg"], num_classes=4, ignore_index=255)}
     seg = torch.randint(0, 4, (H, W))
     seg[5:15, 3:20] = 255
     t = JointTransform(specs, Augment(scale=(1.5, 1.5)), ZERO_MEAN, UNIT_STD)
@@ -140,7 +141,7 @@ def test_depth_is_divided_by_the_zoom_and_inverse_depth_multiplied(scale):
     out = run(transform(scale=(scale, scale)), item, 0)
     depth = out["depth"][0]
     assert torch.allclose(depth[depth > 0], torch.tensor(4.0 / scale))
-    inverse = dict(SPECS, depth=LabelSpec("depth", "depth", options={"inverse": True}))
+    inverse = dict(SPECS, depth=LabelSpec("depth", TASK_KINDS["depth"], options={"inverse": True}))
     out = JointTransform(inverse, Augment(scale=(scale, scale)), ZERO_MEAN, UNIT_STD)(
         {k: v.clone() for k, v in item.items()}, torch.Generator().manual_seed(0)
     )

@@ -1,23 +1,5 @@
-"""Procedurally generated "shapes" scenes with consistent labels for six tasks.
+"""Rendering the "shapes" scenes: one z-buffered render per scene, every label read off it.
 
-Every scene is rendered ONCE from an explicit 3-D description, and all labels are
-read off that single render, so the tasks are genuinely related:
-
-* camera: pinhole, 60 degree field of view, looking down ``-z``; camera frame has
-  ``x`` to the right, ``y`` up and ``z`` toward the camera.  ``depth`` is the metric
-  distance along the optical axis (``-z`` of the 3-D point), so the 3-D point seen at
-  pixel ``(row, col)`` is ``depth * (u * tan(fov/2), v * tan(fov/2), -1)`` with
-  ``u, v`` the pixel centre in ``[-1, 1]`` (``v`` pointing up).
-* background: one slanted plane (mostly a floor receding toward the top of the image,
-  sometimes a tilted wall) with a perspective-correct checkerboard texture.
-* objects (1..``max_objects`` per scene): ``circle`` is a sphere, ``square`` /
-  ``triangle`` / ``star`` (pentagram) are flat polygons on planes slanted by up to
-  50 degrees w.r.t. the line of sight (perspective-correct foreshortening).  Sizes
-  (normalised so every kind covers about the same area), positions (objects may
-  leave the frame), in-plane rotations, slants, depths and colours are random;
-  colour is independent of the shape kind (only kept away from the background
-  colour).  A z-buffer resolves occlusion between objects and against the
-  background plane (objects may also sink partly into the floor).
 * image: Lambertian shading (random light direction + ambient term) of the per-pixel
   normals, times the albedo (object colour or textured background), plus Gaussian
   noise (per-image sigma in [0.01, 0.05]), clipped to ``[0, 1]``.
@@ -51,34 +33,15 @@ transcendental functions may differ in the last ulp across CPUs or NumPy version
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import statistics
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
-from mtl_cli.utils.files import atomic_write
-
-__all__ = [
-    "SHAPE_NAMES",
-    "NUM_SHAPE_CLASSES",
-    "TASK_NAMES",
-    "FORMAT_VERSION",
-    "generate_scenes",
-    "ShapesDataset",
-]
-
-SHAPE_NAMES: tuple[str, ...] = ("circle", "square", "triangle", "star")
-"""Shape kinds; index ``k`` is class ``k`` for ``cls``/``multilabel`` and ``k + 1`` in ``seg``."""
-
-NUM_SHAPE_CLASSES: int = len(SHAPE_NAMES)
-"""Number of shape kinds (``K``)."""
+from mtl_cli.data.shapes import scene
+from mtl_cli.data.shapes.scene import NUM_SHAPE_CLASSES, POLYGONS, TAN_HALF_FOV, normalize
 
 TASK_NAMES: tuple[str, ...] = ("cls", "seg", "depth", "normals", "edges", "multilabel")
 """Label keys produced by :func:`generate_scenes` (besides ``image``)."""
@@ -86,118 +49,14 @@ TASK_NAMES: tuple[str, ...] = ("cls", "seg", "depth", "normals", "edges", "multi
 FORMAT_VERSION: int = 2
 """Bump whenever the generator's output changes; it is part of the cache key."""
 
-# --------------------------------------------------------------------------- camera
-_TAN_HALF_FOV = float(np.tan(np.deg2rad(30.0)))  # 60 degree field of view
 _CHUNK = 128  # scenes per render batch (fixed: part of the deterministic noise stream)
 _MAX_THREADS = 4
-
-# ------------------------------------------------------------------ scene sampling
-_CENTER_RANGE = 0.8  # object centres, normalised image coords
-_DEPTH_RANGE = (3.0, 7.5)  # object centre depth
-_SIZE_RANGE = (0.22, 0.50)  # area-equivalent projected radius, normalised image coords
-_MAX_TILT = np.deg2rad(50.0)  # slant of flat shapes w.r.t. the line of sight
-_BG_DEPTH_RANGE = (9.0, 12.0)  # background depth at the image centre
-_COLOR_CANDIDATES = 4
-_MIN_COLOR_DIST = 0.35  # min RGB distance object colour <-> background colour (if possible)
-
-# Flat polygons as half-plane sets in their own plane (units of circumradius):
-# (normal angles of the bounding lines, line distance, max violated lines allowed).
-_POLYGONS: dict[int, tuple[np.ndarray, float, int]] = {
-    1: (np.pi / 4 + np.arange(4) * np.pi / 2, float(np.cos(np.pi / 4)), 0),  # square
-    2: (np.pi / 3 + np.arange(3) * 2 * np.pi / 3, float(np.cos(np.pi / 3)), 0),  # triangle
-    # pentagram: the 5 lines through every second vertex; inside <=> at most 1 violated
-    3: (np.arange(5) * 2 * np.pi / 5, float(np.cos(2 * np.pi / 5)), 1),  # star
-}
-# Area of each shape for circumradius 1 (circle -> projected disc of the sphere).
-_AREA = np.array(
-    [
-        np.pi,
-        2.0,
-        3.0 * np.sqrt(3.0) / 4.0,
-        10.0 * 0.5 * (np.cos(2 * np.pi / 5) / np.cos(np.pi / 5)) * np.sin(np.pi / 5),
-    ]
-)
-
-
-def _normalize(v: np.ndarray) -> np.ndarray:
-    return v / np.linalg.norm(v, axis=-1, keepdims=True)
-
-
-def _sample_params(rng: np.random.Generator, n: int, max_objects: int) -> dict[str, np.ndarray]:
-    """Sample the 3-D description of ``n`` scenes (object slots padded to ``max_objects``)."""
-    s, k = max_objects, NUM_SHAPE_CLASSES
-    n_obj = rng.integers(1, max_objects + 1, size=n)
-    present = np.arange(s)[None, :] < n_obj[:, None]
-    kind = rng.integers(0, k, size=(n, s))
-    uv = rng.uniform(-_CENTER_RANGE, _CENTER_RANGE, size=(n, s, 2))
-    t0 = rng.uniform(*_DEPTH_RANGE, size=(n, s))
-    size = rng.uniform(*_SIZE_RANGE, size=(n, s))
-    rot = rng.uniform(0.0, 2 * np.pi, size=(n, s))
-    tilt = _MAX_TILT * np.sqrt(rng.uniform(0.0, 1.0, size=(n, s)))
-    tilt_az = rng.uniform(0.0, 2 * np.pi, size=(n, s))
-    color_cand = rng.uniform(0.1, 1.0, size=(n, s, _COLOR_CANDIDATES, 3))
-
-    bg_depth = rng.uniform(*_BG_DEPTH_RANGE, size=n)
-    bg_tilt = np.stack([rng.uniform(-0.3, 0.3, size=n), rng.uniform(-0.35, 0.9, size=n)], axis=1)
-    bg_color = rng.uniform(0.2, 0.85, size=(n, 3))
-    bg_check = rng.uniform(1.0, 2.5, size=n)  # checker square size (world units)
-    bg_contrast = rng.uniform(0.08, 0.25, size=n)
-    light = rng.uniform(-0.9, 0.9, size=(n, 2))
-    ambient = rng.uniform(0.15, 0.35, size=n)
-    noise = rng.uniform(0.01, 0.05, size=n)
-
-    # --- derived geometry (float64 here, per object, cheap) ---
-    centre = t0[..., None] * np.stack(
-        [uv[..., 0] * _TAN_HALF_FOV, uv[..., 1] * _TAN_HALF_FOV, -np.ones_like(t0)], axis=-1
-    )
-    # flat shapes: normal tilted by `tilt` away from the direction toward the camera, so
-    # every polygon is seen at a slant <= _MAX_TILT (no degenerate edge-on slivers)
-    view = _normalize(-centre)
-    ax1 = _normalize(np.cross(view, np.array([0.0, 1.0, 0.0])))
-    ax2 = np.cross(view, ax1)
-    normal = np.cos(tilt)[..., None] * view + np.sin(tilt)[..., None] * (
-        np.cos(tilt_az)[..., None] * ax1 + np.sin(tilt_az)[..., None] * ax2
-    )
-    is_sphere = kind == 0
-    normal[is_sphere] = (0.0, 0.0, 1.0)  # unused for spheres
-    # world circumradius such that the visible area ~ pi * size^2 for every kind
-    # (flat shapes compensated for foreshortening) -> balanced dominant classes.
-    radius = size * t0 * _TAN_HALF_FOV * np.sqrt(np.pi / _AREA[kind])
-    radius = np.where(is_sphere, radius, radius / np.sqrt(np.cos(tilt)))
-
-    # object colour: independent of the kind; the first candidate that differs enough from
-    # the background colour (else the most different one) so objects are not camouflaged
-    dist = np.linalg.norm(color_cand - bg_color[:, None, None, :], axis=-1)  # [n, s, C]
-    ok = dist >= _MIN_COLOR_DIST
-    pick = np.where(ok.any(-1), np.argmax(ok, axis=-1), np.argmax(dist, axis=-1))
-    color = np.take_along_axis(color_cand, pick[..., None, None], axis=2)[:, :, 0]
-
-    bg_normal = _normalize(np.concatenate([bg_tilt, np.ones((n, 1))], axis=1))
-    light_dir = _normalize(np.concatenate([light, np.ones((n, 1))], axis=1))
-    return {
-        "present": present,
-        "kind": kind,
-        "centre": centre,
-        "normal": normal,
-        "radius": radius,
-        "rot": rot,
-        "color": color,
-        "bg_depth": bg_depth,
-        "bg_normal": bg_normal,
-        "bg_color": bg_color,
-        "bg_check": bg_check,
-        "bg_contrast": bg_contrast,
-        "light_dir": light_dir,
-        "ambient": ambient,
-        "noise": noise,
-    }
-
 
 def _pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     """Camera-ray components ``U`` [W] and ``V`` [H]; the ray of pixel (r, c) is (U[c], V[r], -1)."""
     u = (np.arange(w) + 0.5) / w * 2.0 - 1.0
     v = 1.0 - (np.arange(h) + 0.5) / h * 2.0
-    return (u * _TAN_HALF_FOV).astype(np.float32), (v * _TAN_HALF_FOV).astype(np.float32)
+    return (u * TAN_HALF_FOV).astype(np.float32), (v * TAN_HALF_FOV).astype(np.float32)
 
 
 def _camera_rays(h: int, w: int) -> np.ndarray:
@@ -222,7 +81,7 @@ def _plane_basis(normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Orthonormal in-plane axes (e1, e2) for unit normals [..., 3]."""
     x = np.zeros_like(normal)
     x[..., 0] = 1.0
-    e1 = _normalize(x - np.sum(x * normal, axis=-1, keepdims=True) * normal)
+    e1 = normalize(x - np.sum(x * normal, axis=-1, keepdims=True) * normal)
     e2 = np.cross(normal, e1)
     return e1, e2
 
@@ -250,7 +109,7 @@ def _polygon_depth(kind: int, centre: np.ndarray, normal: np.ndarray, radius: np
     ``(P - C) . g > d`` iff ``r . (c g - (d + C . g) n) < 0`` (``c = n . C < 0`` and
     ``n . r < 0`` for front-facing planes), i.e. polygon edges are image-space lines.
     """
-    angles, dist, max_viol = _POLYGONS[kind]
+    angles, dist, max_viol = POLYGONS[kind]
     e1, e2 = _plane_basis(normal)
     phi = rot[:, None] + angles[None, :]  # [b, L]
     g = np.cos(phi)[..., None] * e1[:, None, :] + np.sin(phi)[..., None] * e2[:, None, :]
@@ -352,7 +211,7 @@ def _render(p: dict[str, np.ndarray], h: int, w: int, noise_rng: np.random.Gener
         fi = flat[bi, yi, xi] - bi * (s + 1) - 1  # object slot
         t = zbuf[bi, yi, xi].astype(np.float64)
         pts = np.stack([t * uu[xi], t * vv[yi], -t], axis=-1)
-        nrm = _normalize(pts - p["centre"][bi, fi])
+        nrm = normalize(pts - p["centre"][bi, fi])
         normals[bi, :, yi, xi] = nrm.astype(np.float32)
 
     # --- edges: instance changes between 4-neighbours ---
@@ -476,14 +335,14 @@ def _generate(num: int, image_size: int, seed: int, max_objects: int = 3,
     h = w = int(image_size)
     param_ss, noise_ss = np.random.SeedSequence(int(seed)).spawn(2)
     rng = np.random.default_rng(param_ss)
-    params = _sample_params(rng, num, max_objects)
+    params = scene.sample_params(rng, num, max_objects)
     out = _render_all(params, h, w, noise_ss, return_meta)
     min_visible = max(1, round(0.005 * h * w))
     for _ in range(1000):
         bad = np.nonzero(out["_visible"] < min_visible)[0]
         if bad.size == 0:
             break
-        new_p = _sample_params(rng, bad.size, max_objects)
+        new_p = scene.sample_params(rng, bad.size, max_objects)
         new_out = _render_all(new_p, h, w, noise_ss, return_meta)
         for key, v in new_p.items():
             params[key][bad] = v
@@ -514,91 +373,3 @@ def generate_scenes(num: int, image_size: int, seed: int, max_objects: int = 3) 
     """
     return _generate(num, image_size, seed, max_objects, return_meta=False)
 
-
-def _cache_path(cache_dir: str | os.PathLike[str], num: int, image_size: int, seed: int,
-                max_objects: int) -> Path:
-    key = repr(("shapes", FORMAT_VERSION, int(num), int(image_size), int(seed), int(max_objects)))
-    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
-    return Path(cache_dir) / f"shapes_v{FORMAT_VERSION}_{digest}.npz"
-
-
-def _load_or_generate(num: int, image_size: int, seed: int, max_objects: int,
-                      cache_dir: str | os.PathLike[str] | None) -> dict[str, np.ndarray]:
-    if cache_dir is None:
-        return generate_scenes(num, image_size, seed, max_objects)
-    path = _cache_path(cache_dir, num, image_size, seed, max_objects)
-    if path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                arrays = {key: f[key] for key in f.files}
-            if set(arrays) == {"image", *TASK_NAMES} and arrays["image"].shape == (
-                num, 3, image_size, image_size
-            ):
-                return arrays
-        except (OSError, ValueError, EOFError):
-            pass  # corrupt / foreign file: regenerate and overwrite
-    arrays = generate_scenes(num, image_size, seed, max_objects)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path, "wb") as f:
-        np.savez(f, **arrays)
-    return arrays
-
-
-class ShapesDataset(Dataset):
-    """Dataset over generated scenes; item = {"image": float32 Tensor[3,H,W] normalised with mean/std, "cls": int64 scalar tensor,
-    "seg": int64 [H,W], "depth": float32 [1,H,W], "normals": float32 [3,H,W], "edges": float32 [1,H,W], "multilabel": float32 [K]}
-    restricted to the requested `tasks` (a sequence of task names among those six keys).
-
-    All scenes are generated (or loaded from ``cache_dir``) once in ``__init__`` and held
-    as tensors; ``__getitem__`` only returns views. Items share memory with the dataset:
-    do not modify them in place.
-    """
-
-    def __init__(self, num: int, image_size: int, seed: int, tasks: Sequence[str],
-                 mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.25, 0.25, 0.25),
-                 cache_dir: str | None = None, max_objects: int = 3) -> None:
-        """Generate (or load from ``cache_dir``) ``num`` scenes of ``image_size``^2 pixels.
-
-        Args:
-            num: number of scenes.
-            image_size: height = width in pixels.
-            seed: generator seed (use different seeds for train / val).
-            tasks: label keys to expose, a subset of :data:`TASK_NAMES`.
-            mean, std: per-channel image normalisation, ``(image - mean) / std``.
-            cache_dir: if given, an ``.npz`` cache of the raw arrays is read / written there.
-            max_objects: maximum number of objects per scene.
-        """
-        tasks = (tasks,) if isinstance(tasks, str) else tuple(tasks)
-        unknown = [t for t in tasks if t not in TASK_NAMES]
-        if unknown:
-            raise ValueError(f"unknown task(s) {unknown}; expected a subset of {TASK_NAMES}")
-        if len(mean) != 3 or len(std) != 3:
-            raise ValueError("mean and std must have 3 entries (one per RGB channel)")
-        if any(float(x) <= 0 for x in std):
-            raise ValueError(f"std must be positive, got {tuple(std)}")
-        self.tasks: tuple[str, ...] = tuple(dict.fromkeys(tasks))
-        self.num = int(num)
-        self.image_size = int(image_size)
-        self.seed = int(seed)
-        self.max_objects = int(max_objects)
-
-        arrays = _load_or_generate(num, image_size, seed, max_objects, cache_dir)
-        image = torch.from_numpy(np.ascontiguousarray(arrays["image"], dtype=np.float32))
-        mean_t = torch.tensor([float(x) for x in mean], dtype=torch.float32).view(1, 3, 1, 1)
-        std_t = torch.tensor([float(x) for x in std], dtype=torch.float32).view(1, 3, 1, 1)
-        image.sub_(mean_t).div_(std_t)  # owns its memory (fresh array), so in-place is safe
-        self._image = image
-        self._labels: dict[str, torch.Tensor] = {
-            t: torch.from_numpy(np.ascontiguousarray(arrays[t])) for t in self.tasks
-        }
-
-    def __len__(self) -> int:
-        """Number of scenes."""
-        return self._image.shape[0]
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        """Return the normalised image and the requested labels of scene ``index`` (views)."""
-        item = {"image": self._image[index]}
-        for t, v in self._labels.items():
-            item[t] = v[index]
-        return item
