@@ -16,7 +16,8 @@ from mtl_cli.config import register_configs, validate
 from mtl_cli.engine import distributed
 from mtl_cli.engine.evaluate import metric_directions
 from mtl_cli.engine.objective import Objective
-from mtl_cli.engine.run import build_tasks, train_run
+from mtl_cli.engine.build import build_tasks
+from mtl_cli.engine.run import train_run
 from mtl_cli.engine.signals import TrainingInterrupted
 
 register_configs()
