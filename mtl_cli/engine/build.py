@@ -68,7 +68,8 @@ def build_weighting_method(cfg: DictConfig, tasks: list[Task], device: torch.dev
     weights = task_weights(cfg)
     hparams = OmegaConf.to_container(cfg.weighting, resolve=True)
     names = [t.name for t in tasks]
-    return build_weighting(cfg.weighting.name, names, [weights[n] for n in names], hparams).to(device)  # type: ignore[arg-type]
+    method = build_weighting(cfg.weighting.name, names, [weights[n] for n in names], hparams)  # type: ignore[arg-type]
+    return method.to(device)
 
 
 def parameter_groups(model: MultiTaskModel, weighting: Weighting) -> list[dict[str, Any]]:
@@ -148,7 +149,9 @@ def build_callbacks(cfg: DictConfig, parts: Components, run_dir: Path | None, is
     return callbacks
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path | None = None, checkpoint_extras: Mapping[str, Any] | None = None) -> Trainer:
+def build_trainer(
+    cfg: DictConfig, run_dir: Path | None = None, checkpoint_extras: Mapping[str, Any] | None = None
+) -> Trainer:
     """A ready ``Trainer`` for the validated ``cfg``.
 
     Records (metrics.csv, weights.csv, checkpoints, relations) go to ``run_dir`` on the

@@ -121,7 +121,9 @@ def evaluate_checkpoint(options: EvalOptions, overrides: Sequence[str] = ()) -> 
     try:
         setup.model.load_state_dict(state["model"])
     except (RuntimeError, KeyError) as exc:
-        raise UserError(f"checkpoint {path} does not fit the model built from its config: {one_line(str(exc))[:300]}") from exc
+        raise UserError(
+            f"checkpoint {path} does not fit the model built from its config: {one_line(str(exc))[:300]}"
+        ) from exc
     metrics = evaluate(setup.model, setup.loader, setup.tasks, setup.device)
     return {
         "checkpoint": str(path),

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mtl_cli.engine.callbacks.base import Callback, EpochRecord
 from mtl_cli.engine.checkpoint import save_checkpoint

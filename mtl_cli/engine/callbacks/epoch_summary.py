@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import logging
+from typing import TYPE_CHECKING
 
 from mtl_cli.engine.callbacks.base import Callback, EpochRecord
 from mtl_cli.engine.records import format_epoch_summary
@@ -19,4 +18,5 @@ class EpochSummary(Callback):
     """Logs ``format_epoch_summary`` of every epoch."""
 
     def on_epoch_end(self, trainer: Trainer, record: EpochRecord) -> None:
-        log.info(format_epoch_summary(record.epoch, trainer.settings.epochs, record.losses, record.metrics, record.seconds))
+        epochs = trainer.settings.epochs
+        log.info(format_epoch_summary(record.epoch, epochs, record.losses, record.metrics, record.seconds))

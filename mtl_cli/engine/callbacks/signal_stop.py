@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mtl_cli.engine.callbacks.base import Callback
 from mtl_cli.engine.checkpoint import save_checkpoint
