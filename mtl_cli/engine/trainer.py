@@ -105,8 +105,6 @@ class Trainer:
         self.relation = parts.relation
         self.settings = settings
         self.callbacks = list(callbacks)
-        # Only callbacks that use log points get a StepRecord (whose values are read from the device).
-        self.step_callbacks = [cb for cb in self.callbacks if type(cb).on_step_end is not Callback.on_step_end]
         self.run_dir = run_dir
         self.checkpoint_extras = dict(checkpoint_extras or {})
         self.state = TrainState()
@@ -195,6 +193,8 @@ class Trainer:
         task_params = [p for p in self.model.parameters() if p.requires_grad and id(p) not in shared_ids]
         max_steps = self.settings.max_steps
         num_batches = len(self.train_loader)  # type: ignore[arg-type]
+        # Only callbacks that use log points get a StepRecord (whose values are read from the device).
+        step_callbacks = [cb for cb in self.callbacks if type(cb).on_step_end is not Callback.on_step_end]
         batches = self._epoch_batches(epoch, progress.batches)
         for callback in self.callbacks:
             callback.on_epoch_start(self, epoch, progress.batches)
@@ -224,9 +224,9 @@ class Trainer:
             sync_point = progress.steps % self.settings.log_every_n_steps == 0 or at_limit
             if sync_point:
                 self._check_finite(progress.first_bad_step, epoch)
-                if self.step_callbacks:
+                if step_callbacks:
                     record = self._step_record(epoch, progress, weights, progress.seconds + time.perf_counter() - start)
-                    for callback in self.step_callbacks:
+                    for callback in step_callbacks:
                         callback.on_step_end(self, record)
             signum = self._agreed_stop(sync_point)  # after this step's records, which the resumed run keeps
             if signum:
