@@ -22,30 +22,20 @@ import torch
 from hydra import compose, initialize_config_dir
 from torch.utils.data import DataLoader
 
-from mtl_cli.config import CONFIG_DIR, register_configs, task_weights, validate
+from mtl_cli.config import CONFIG_DIR, register_configs, validate
 from mtl_cli.data import MultiTaskCollate, build_datasets
-from mtl_cli.engine.environment import resolve_device, seed_everything
-from mtl_cli.engine.run import build_optimizer, build_tasks
-from mtl_cli.engine.trainer import Trainer, TrainerSettings
-from mtl_cli.models import ARCHITECTURES, build_model
-from mtl_cli.relation.learner import build_relation
-from mtl_cli.weighting import build_weighting
+from mtl_cli.engine.build import build_tasks, build_trainer
+from mtl_cli.engine.environment import resolve_device
+from mtl_cli.engine.trainer import Trainer
+from mtl_cli.models import ARCHITECTURES
 
 
-def make_trainer(cfg, tasks, loader: DataLoader, device: torch.device) -> tuple[Trainer, dict[str, int]]:
+def make_trainer(cfg, loader: DataLoader) -> tuple[Trainer, dict[str, int]]:
     """A trainer for ``cfg``'s model on ``loader``, and the model's parameter counts."""
-    seed_everything(cfg.trainer.seed)
-    model = build_model(cfg, tasks).to(device)
-    weights = task_weights(cfg)
-    names = [t.name for t in tasks]
-    weighting = build_weighting(cfg.weighting.name, names, [weights[n] for n in names], dict(cfg.weighting)).to(device)
-    optimizer = build_optimizer(cfg, [{"params": list(model.parameters())}])
-    settings = TrainerSettings(epochs=1, seed=cfg.trainer.seed, progress=False)
-    trainer = Trainer(
-        model, tasks, weighting, optimizer, None, loader, loader, device, settings,
-        relation=build_relation(cfg, model, None),
-    )
-    return trainer, model.parameter_counts()
+    cfg.data.num_train, cfg.data.num_val = loader.batch_size, 1  # its own data is not used
+    trainer = build_trainer(cfg)
+    trainer.train_loader = loader
+    return trainer, trainer.model.parameter_counts()
 
 
 def main() -> None:
@@ -75,7 +65,7 @@ def main() -> None:
 
     trainers, counts, times = {}, {}, {name: [] for name in configs}
     for name, cfg in configs.items():
-        trainers[name], counts[name] = make_trainer(cfg, tasks, loader, device)
+        trainers[name], counts[name] = make_trainer(cfg, loader)
 
     def step_ms(trainer: Trainer) -> float:
         start = time.perf_counter()

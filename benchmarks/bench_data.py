@@ -37,8 +37,8 @@ sys.path[:0] = [str(REPO), str(REPO / "tests" / "data")]
 from data_layouts import write_celeba, write_cityscapes, write_folder, write_nyuv2  # noqa: E402
 
 from mtl_cli.config import CONFIG_DIR, register_configs, validate  # noqa: E402
-from mtl_cli.engine.run import build_components  # noqa: E402
-from mtl_cli.engine.trainer import Trainer, TrainerSettings  # noqa: E402
+from mtl_cli.engine.build import build_trainer  # noqa: E402
+from mtl_cli.engine.trainer import Trainer  # noqa: E402
 
 AUGMENT = ["data.augment.scale=[1.0,1.5]"]
 FOLDER_CLASSES = ["data.tasks.cls.num_classes=3", "data.tasks.seg.num_classes=4", "data.tasks.multilabel.num_classes=3"]
@@ -68,19 +68,17 @@ def loader_rate(loader, epochs: int) -> float:
     return seen / (time.perf_counter() - start)
 
 
-def train_rate(parts, batches: list, rounds: int) -> float:
-    """Median samples/s of the training step of ``parts`` on in-memory ``batches``."""
-    settings = TrainerSettings(epochs=1, seed=0, progress=False, log_every_n_steps=10**9)
-    trainer = Trainer(parts.model, parts.tasks, parts.weighting, parts.optimizer, None, batches, batches,
-                      parts.device, settings)
+def train_rate(trainer: Trainer, batches: list, rounds: int) -> float:
+    """Median samples/s of the training step of ``trainer`` on in-memory ``batches``."""
+    trainer.train_loader = batches
     trainer.train_epoch(1)  # warm-up
     rates = []
     for _ in range(rounds):
-        if parts.device.type == "cuda":
+        if trainer.device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
         trainer.train_epoch(1)
-        if parts.device.type == "cuda":
+        if trainer.device.type == "cuda":
             torch.cuda.synchronize()
         rates.append(sum(b["image"].shape[0] for b in batches) / (time.perf_counter() - start))
     return statistics.median(rates)
@@ -113,16 +111,17 @@ def main() -> None:
         for name in args.datasets:
             overrides = DATASETS[name](Path(tmp) / name, args.samples)
             common = [*overrides, f"trainer.batch_size={args.batch}", f"trainer.device={args.device}",
-                      "trainer.progress=false"]
+                      "trainer.progress=false", "trainer.epochs=1", "trainer.log_every_n_steps=1000000000"]
             loaders = {}
             for workers in args.workers:
-                parts = build_components(validate(compose("train", overrides=[*common, f"trainer.num_workers={workers}"])))
-                loaders[workers] = loader_rate(parts.train_loader, args.epochs)
-            batches = [to_device(b, parts.device) for b in parts.train_loader]
-            step = train_rate(parts, batches, args.rounds)
+                cfg = validate(compose("train", overrides=[*common, f"trainer.num_workers={workers}"]))
+                trainer = build_trainer(cfg)
+                loaders[workers] = loader_rate(trainer.train_loader, args.epochs)
+            batches = [to_device(b, trainer.device) for b in trainer.train_loader]
+            step = train_rate(trainer, batches, args.rounds)
             size = "x".join(str(s) for s in batches[0]["image"].shape[-2:])
-            rows.append((name, size, "+".join(t.name for t in parts.tasks)[:28], loaders, step))
-            del parts
+            rows.append((name, size, "+".join(t.name for t in trainer.tasks)[:28], loaders, step))
+            del trainer
 
     device = "cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu"
     print(f"device {device}; batch {args.batch}; {args.samples} training samples per dataset; "

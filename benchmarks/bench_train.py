@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import statistics
 import time
 from typing import Any
@@ -27,11 +26,10 @@ from hydra import compose, initialize_config_dir
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from mtl_cli.config import CONFIG_DIR, register_configs, validate
+from mtl_cli.engine.build import build_trainer
 from mtl_cli.engine.environment import peak_memory_mb
 from mtl_cli.engine.precision import Precision
-from mtl_cli.engine.run import build_components, trainer_settings
 from mtl_cli.engine.speed import memory_format
-from mtl_cli.engine.trainer import Trainer
 
 
 class CenterCrop(Dataset):
@@ -104,36 +102,38 @@ def main() -> None:
     batch_size = cfg.trainer.batch_size
     cfg.data.num_train = args.steps * batch_size  # render only what the rounds use
     cfg.data.num_val = batch_size
-    parts = build_components(cfg)
-    dataset: Dataset = Subset(parts.train_loader.dataset, range(args.steps * batch_size))
+    cfg.trainer.epochs, cfg.trainer.max_steps = 1, None
+    trainer = build_trainer(cfg)
+    source = trainer.train_loader.dataset  # type: ignore[attr-defined]
+    dataset: Dataset = Subset(source, range(args.steps * batch_size))
     if args.crop:
         dataset = CenterCrop(dataset, *args.crop)
-    pin = parts.device.type == "cuda"
+    device = trainer.device
     loader = DataLoader(
-        dataset, batch_size=batch_size, shuffle=False, collate_fn=parts.train_loader.collate_fn, pin_memory=pin
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        collate_fn=trainer.train_loader.collate_fn,  # type: ignore[attr-defined]
+        pin_memory=device.type == "cuda",
     )
 
     layout = memory_format(cfg.trainer.channels_last)
-    plain_model = copy.deepcopy(parts.model)
-    plain_optimizer = type(parts.optimizer)(plain_model.parameters(), **parts.optimizer.defaults)
+    plain_model = copy.deepcopy(trainer.model)
+    plain_optimizer = type(trainer.optimizer)(plain_model.parameters(), **trainer.optimizer.defaults)
     plain_forward = torch.compile(plain_model) if cfg.trainer.compile else plain_model
-    plain_precision = Precision.from_config(cfg.trainer.precision, parts.device)
-    settings = dataclasses.replace(trainer_settings(cfg), epochs=1, max_steps=None, progress=False)
-    trainer = Trainer(
-        parts.model, parts.tasks, parts.weighting, parts.optimizer, None, loader, loader, parts.device, settings,
-        train_model=parts.train_model, precision=parts.precision,
-    )
+    plain_precision = Precision.from_config(cfg.trainer.precision, device)
+    trainer.train_loader = loader  # the timed batches, as the plain loop sees them
 
     def ours() -> float:
         start = time.perf_counter()
         trainer.train_epoch(1)
-        if parts.device.type == "cuda":
+        if device.type == "cuda":
             torch.cuda.synchronize()
         return len(dataset) / (time.perf_counter() - start)  # type: ignore[arg-type]
 
     def plain() -> float:
         start = time.perf_counter()
-        seen = plain_epoch(plain_forward, plain_optimizer, loader, parts.tasks, parts.device, plain_precision, layout)
+        seen = plain_epoch(plain_forward, plain_optimizer, loader, trainer.tasks, device, plain_precision, layout)
         return seen / (time.perf_counter() - start)
 
     ours(), plain()  # warm-up (and compilation)
@@ -143,14 +143,14 @@ def main() -> None:
         plain_rates.append(plain())
     o, p = statistics.median(ours_rates), statistics.median(plain_rates)
     size = "x".join(map(str, args.crop)) if args.crop else f"{cfg.data.image_size}x{cfg.data.image_size}"
-    print(f"config: {' '.join(args.overrides) or '(defaults)'}; device {parts.device}; batch {batch_size}; "
+    print(f"config: {' '.join(args.overrides) or '(defaults)'}; device {device}; batch {batch_size}; "
           f"input {size}; precision {cfg.trainer.precision}; channels_last {cfg.trainer.channels_last}; "
           f"compile {cfg.trainer.compile}; {args.rounds} rounds x {args.steps} steps")
     print(f"{'loop':<10}{'images/s (median)':>20}{'min':>10}{'max':>10}")
     print(f"{'mtl_cli':<10}{o:>20.1f}{min(ours_rates):>10.1f}{max(ours_rates):>10.1f}")
     print(f"{'plain':<10}{p:>20.1f}{min(plain_rates):>10.1f}{max(plain_rates):>10.1f}")
     print(f"ratio mtl_cli/plain: {o / p:.3f}")
-    print(f"peak memory (both loops, one process): {peak_memory_mb(parts.device):.0f} MiB")
+    print(f"peak memory (both loops, one process): {peak_memory_mb(device):.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -29,10 +29,10 @@ from hydra import compose, initialize_config_dir
 from bench_train import plain_epoch
 from mtl_cli.config import CONFIG_DIR, register_configs, validate
 from mtl_cli.engine.precision import Precision
-from mtl_cli.engine.run import build_components, build_optimizer
+from mtl_cli.engine.build import build_trainer
+from mtl_cli.engine.optim import build_optimizer
 from mtl_cli.engine.speed import memory_format
-from mtl_cli.engine.trainer import Trainer, TrainerSettings
-from mtl_cli.weighting import METHODS, GradientWeighting, build_weighting
+from mtl_cli.weighting import METHODS, GradientWeighting
 from mtl_cli.weighting.gradients import GradientOptions
 
 DEFAULTS = ["task=cls+seg", "data.num_train=512", "data.image_size=64", "backbone.width=16", "trainer.batch_size=32"]
@@ -78,29 +78,28 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     register_configs()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = validate(compose("train", overrides=[*DEFAULTS, "trainer.progress=false", *args.overrides]))
-    parts = build_components(cfg)
-    batches = [b for _, b in zip(range(args.steps), parts.train_loader)]
-    device, tasks, names = parts.device, parts.tasks, [t.name for t in parts.tasks]
-    settings = TrainerSettings(epochs=1, seed=0, progress=False)
+    common = [*DEFAULTS, "trainer.progress=false", "trainer.epochs=1", *args.overrides]
+
+    def config(*overrides: str):
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            return validate(compose("train", overrides=[*common, *overrides]))
+
+    cfg = config()
+    reference = build_trainer(cfg)
+    batches = [b for _, b in zip(range(args.steps), reference.train_loader)]
+    device, tasks = reference.device, reference.tasks
 
     def trainer_row(name: str, mode: str, options: dict[str, Any], batched: bool = False) -> Row:
-        model = copy.deepcopy(parts.model)
-        method = build_weighting(name, names, [1.0] * len(names), {"name": name, **options}).to(device)
+        """A trainer of method ``name`` (same initial model: built with the same seed) on ``batches``."""
+        trainer = build_trainer(config(f"weighting={name}", *(f"weighting.{k}={v}" for k, v in options.items())))
+        trainer.train_loader = batches
+        method = trainer.weighting
         if batched:
-            method.gradients.batched = True
-        groups = [{"params": list(model.parameters())}]
-        extra = [p for p in method.parameters() if p.requires_grad]
-        if extra:
-            groups.append({"params": extra, "weight_decay": 0.0})
-        trainer = Trainer(
-            model, tasks, method, build_optimizer(cfg, groups), None, batches, batches, device, settings  # type: ignore[arg-type]
-        )
+            method.gradients.batched = True  # type: ignore[attr-defined]
         kind = "gradient" if isinstance(method, GradientWeighting) or name == "gradnorm" else "loss"
         return Row(name, mode, kind, lambda: trainer.train_epoch(1))
 
-    plain_model = copy.deepcopy(parts.model)
+    plain_model = copy.deepcopy(reference.model)
     plain_optimizer = build_optimizer(cfg, [{"params": list(plain_model.parameters())}])
     precision, layout = Precision(device), memory_format(False)  # fp32, default layout (both loops)
     rows = [

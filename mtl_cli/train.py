@@ -14,9 +14,10 @@ from mtl_cli.cli import exit_on_user_error, run_cli
 from mtl_cli.commands import command_line, resume_command
 from mtl_cli.config import CONFIG_DIR, register_configs, validate
 from mtl_cli.engine import distributed
+from mtl_cli.engine.build import build_tasks
 from mtl_cli.engine.evaluate import metric_directions
 from mtl_cli.engine.objective import Objective
-from mtl_cli.engine.run import build_tasks, train_run
+from mtl_cli.engine.run import train_run
 from mtl_cli.engine.signals import TrainingInterrupted
 
 register_configs()

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from mtl_cli.config import CONFIG_DIR, register_configs, validate
 from mtl_cli.engine import distributed
-from mtl_cli.engine.run import Components, build_components, trainer_settings
+from mtl_cli.engine.build import build_trainer
 from mtl_cli.engine.trainer import Trainer
 from mtl_cli.errors import UserError
 from mtl_cli.weighting import StepContext, Weighting
@@ -40,24 +40,9 @@ def compose_config(*overrides: str, base: Sequence[str] = TINY) -> DictConfig:
         return validate(compose("train", overrides=[*base, *overrides]))
 
 
-def build(*overrides: str) -> tuple[Trainer, Components]:
+def build(*overrides: str) -> Trainer:
     """A Trainer for ``task=cls+seg`` at tiny size, with ``overrides`` applied last."""
-    cfg = compose_config(*overrides)
-    parts = build_components(cfg)
-    trainer = Trainer(
-        parts.model,
-        parts.tasks,
-        parts.weighting,
-        parts.optimizer,
-        parts.scheduler,
-        parts.train_loader,
-        parts.val_loader,
-        parts.device,
-        trainer_settings(cfg),
-        train_model=parts.train_model,
-        precision=parts.precision,
-    )
-    return trainer, parts
+    return build_trainer(compose_config(*overrides))
 
 
 def flat_params(module: nn.Module) -> Tensor:

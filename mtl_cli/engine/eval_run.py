@@ -15,14 +15,13 @@ from typing import Any, Sequence
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
-from torch.utils.data import DataLoader
 
 from mtl_cli.config import CONFIG_DIR, register_configs, validate
+from mtl_cli.engine.build import build_evaluation
 from mtl_cli.engine.checkpoint import load_checkpoint
 from mtl_cli.engine.evaluate import evaluate, metric_directions
 from mtl_cli.engine.records import config_record
 from mtl_cli.engine.resume import MODEL_KEYS, check_fits, resolve_checkpoint, saved_config
-from mtl_cli.engine.run import build_components
 from mtl_cli.errors import UserError, one_line
 
 SPLITS = ("val", "train")
@@ -118,28 +117,21 @@ def evaluate_checkpoint(options: EvalOptions, overrides: Sequence[str] = ()) -> 
     cfg = apply_overrides(saved_config(state, path), overrides)
     check_fits(state, path, cfg, MODEL_KEYS, "leave task=, backbone= and arch= out to use the checkpoint's own")
     cfg.backbone.pretrained = None  # the weights come from the checkpoint
-    parts = build_components(cfg)
+    setup = build_evaluation(cfg, options.split)
     try:
-        parts.model.load_state_dict(state["model"])
+        setup.model.load_state_dict(state["model"])
     except (RuntimeError, KeyError) as exc:
-        raise UserError(f"checkpoint {path} does not fit the model built from its config: {one_line(str(exc))[:300]}") from exc
-    loader = parts.val_loader
-    if options.split == "train":
-        loader = DataLoader(
-            parts.train_loader.dataset,
-            batch_size=cfg.trainer.batch_size,
-            shuffle=False,
-            collate_fn=parts.train_loader.collate_fn,
-            num_workers=cfg.trainer.num_workers,
-        )
-    metrics = evaluate(parts.model, loader, parts.tasks, parts.device)
+        raise UserError(
+            f"checkpoint {path} does not fit the model built from its config: {one_line(str(exc))[:300]}"
+        ) from exc
+    metrics = evaluate(setup.model, setup.loader, setup.tasks, setup.device)
     return {
         "checkpoint": str(path),
         "epoch": state.get("train_state", {}).get("epoch"),
         "split": options.split,
-        "images": len(loader.dataset),  # type: ignore[arg-type]
+        "images": len(setup.loader.dataset),  # type: ignore[arg-type]
         "metrics": metrics,
-        "metric_directions": metric_directions(parts.tasks),
+        "metric_directions": metric_directions(setup.tasks),
         "overrides": list(overrides),
-        "device": str(parts.device),
+        "device": str(setup.device),
     }

@@ -8,14 +8,12 @@ same exponent range as fp32, so no loss scaling) or ``16`` (autocast to float16 
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Sequence
+from typing import Any, Callable, ContextManager, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from mtl_cli.errors import UserError
-
-_DTYPES = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
 
 
 class Precision:
@@ -41,17 +39,9 @@ class Precision:
     @classmethod
     def from_config(cls, choice: str, device: torch.device) -> "Precision":
         """The precision ``trainer.precision=<choice>`` asks for on ``device`` (clear errors where unsupported)."""
-        if choice not in _DTYPES:
-            raise UserError(f"trainer.precision={choice}: choose one of {', '.join(_DTYPES)}")
-        if choice == "16" and device.type != "cuda":
-            raise UserError(
-                "trainer.precision=16 (float16 with loss scaling) needs a CUDA GPU; "
-                "on CPU use trainer.precision=bf16 or 32"
-            )
-        if choice == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise UserError("trainer.precision=bf16: this GPU has no bfloat16 support; use trainer.precision=16 or 32")
-        scaler = torch.amp.GradScaler(device.type) if choice == "16" else None
-        return cls(device, _DTYPES[choice], scaler)
+        if choice not in PRECISIONS:
+            raise UserError(f"trainer.precision={choice}: choose one of {', '.join(PRECISIONS)}")
+        return PRECISIONS[choice](device)
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         """Autocast to the run's dtype (a no-op context for fp32)."""
@@ -111,3 +101,25 @@ class _ScaleGradient(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
         (scale,) = ctx.saved_tensors
         return grad * scale, None
+
+
+def _fp32(device: torch.device) -> Precision:
+    return Precision(device)
+
+
+def _bf16(device: torch.device) -> Precision:
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UserError("trainer.precision=bf16: this GPU has no bfloat16 support; use trainer.precision=16 or 32")
+    return Precision(device, torch.bfloat16)
+
+
+def _fp16(device: torch.device) -> Precision:
+    if device.type != "cuda":
+        raise UserError(
+            "trainer.precision=16 (float16 with loss scaling) needs a CUDA GPU; on CPU use trainer.precision=bf16 or 32"
+        )
+    return Precision(device, torch.float16, torch.amp.GradScaler(device.type))
+
+
+# ``trainer.precision`` value -> constructor for a device (raising ``UserError`` where unsupported).
+PRECISIONS: dict[str, Callable[[torch.device], Precision]] = {"32": _fp32, "bf16": _bf16, "16": _fp16}

@@ -1,7 +1,8 @@
 """Continuing a run from a checkpoint (``trainer.resume=``) and checking a checkpoint fits a config.
 
-A resumed run is a new run directory: it starts with the metrics.csv rows and best
-checkpoint of the run it continues, so the earlier directory is never written to.
+A resumed run is a new run directory: it starts with the metrics.csv rows (restored with
+the train state), weights.csv rows and best checkpoint of the run it continues, so the
+earlier directory is never written to.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from mtl_cli.commands import resume_command
 from mtl_cli.config import validate
 from mtl_cli.engine.checkpoint import load_checkpoint
 from mtl_cli.engine.records import config_record
-from mtl_cli.engine.trainer import EpochProgress, Trainer, TrainState
+from mtl_cli.engine.trainer import Trainer
 from mtl_cli.errors import UserError, one_line
-from mtl_cli.utils.files import atomic_copy
+from mtl_cli.utils.files import MetricsLog, atomic_copy
 from mtl_cli.utils.mappings import flatten_dict, key_under
 
 log = logging.getLogger("mtl_cli")
@@ -138,41 +139,27 @@ class ResumePoint:
         return int(self.state["train_state"]["epoch"])
 
     def apply(self, trainer: Trainer) -> None:
-        """Load every piece of training state into ``trainer`` and carry over the run's records."""
-        state = self.state
+        """Load the checkpoint into ``trainer`` and carry over the run's records into its ``run_dir``."""
         try:
-            trainer.model.load_state_dict(state["model"])
-            trainer.weighting.load_state_dict(state["weighting"])
-            trainer.optimizer.load_state_dict(state["optimizer"])
-            if trainer.scheduler is not None and state.get("scheduler") is not None:
-                trainer.scheduler.load_state_dict(state["scheduler"])
-            trainer.precision.load_state_dict(state.get("scaler"))
-            if trainer.relation is not None and "relation" in state:
-                trainer.relation.load_state_dict(state["relation"])
+            trainer.load_state_dict(self.state)
         except (RuntimeError, KeyError, ValueError) as exc:
             raise UserError(
                 f"checkpoint {self.path} does not fit the model built from its config: "
                 f"{one_line(str(exc))[:300]}"
             ) from exc
-        trainer.state = TrainState.from_dict(state["train_state"])
-        progress = state.get("epoch_progress")
-        trainer.resume_progress = EpochProgress.from_dict(progress, trainer.device) if progress else None
-        trainer.resume_rng = state["rng"]
-        if trainer.metrics_log is not None:
-            for row in trainer.state.history:
-                trainer.metrics_log.append(row)
         if trainer.run_dir is not None:
             self._carry_best(trainer.run_dir / "checkpoints" / "best.pt")
-            self._carry_weight_rows(trainer)
+            self._carry_weight_rows(trainer.run_dir / "weights.csv")
+        progress = self.state.get("epoch_progress")
         where = f"epoch {self.epoch}" + (f" + {progress['batches']} batches" if progress else "")
         log.info("resuming from %s (%s)", self.path, where)
 
-    def _carry_weight_rows(self, trainer: Trainer) -> None:
+    def _carry_weight_rows(self, target: Path) -> None:
         """The continued run's ``weights.csv`` rows up to the checkpoint's step (when its folder is known)."""
-        rows = trainer.weight_history.rows
         source = self.path.parent.parent / "weights.csv"
-        if rows is None or not source.is_file():
+        if not source.is_file():
             return
+        rows = MetricsLog(target)
         step = int(self.state["train_state"]["step"])
         with source.open(newline="") as handle:
             for row in csv.DictReader(handle):

@@ -1,157 +1,30 @@
-"""One training run from a validated config: build everything, train, write the records."""
+"""One training run from a validated config: build the trainer, train, write summary.json and the pictures."""
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from omegaconf import DictConfig, OmegaConf
-from torch import nn
-from torch.utils.data import DataLoader
+from omegaconf import DictConfig
 
 from mtl_cli.commands import resume_command
-from mtl_cli.config import task_weights
-from mtl_cli.data import MultiTaskCollate, build_datasets, with_augment_seeds
 from mtl_cli.engine import distributed
-from mtl_cli.engine.environment import peak_memory_mb, seed_everything
+from mtl_cli.engine.build import build_trainer
+from mtl_cli.engine.environment import peak_memory_mb
 from mtl_cli.engine.evaluate import metric_directions
-from mtl_cli.engine.precision import Precision
 from mtl_cli.engine.provenance import environment_record
 from mtl_cli.engine.records import config_record
 from mtl_cli.engine.resume import ResumePoint
 from mtl_cli.engine.signals import TrainingInterrupted
-from mtl_cli.engine.speed import loader_options, training_module
-from mtl_cli.engine.trainer import Trainer, TrainerSettings
+from mtl_cli.engine.trainer import Trainer
 from mtl_cli.engine.visualize import save_prediction_grid
 from mtl_cli.errors import UserError
-from mtl_cli.models import MultiTaskModel, build_model
-from mtl_cli.relation.learner import build_relation
-from mtl_cli.tasks import Task, build_task
 from mtl_cli.utils.files import write_json
-from mtl_cli.weighting import Weighting, build_weighting
 
 log = logging.getLogger("mtl_cli")
-
-
-@dataclass
-class Components:
-    """Everything a run is built from its config."""
-
-    tasks: list[Task]
-    model: MultiTaskModel
-    weighting: Weighting
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None
-    train_loader: DataLoader
-    val_loader: DataLoader
-    device: torch.device
-    train_model: nn.Module  # the model as the training step calls it (DDP / compiled)
-    precision: Precision
-
-
-def build_tasks(cfg: DictConfig) -> list[Task]:
-    """The run's tasks, in the config's (canonical) order."""
-    return [
-        build_task(name, OmegaConf.to_container(task_cfg), cfg.data.tasks.get(name))  # type: ignore[arg-type]
-        for name, task_cfg in cfg.tasks.items()
-    ]
-
-
-def build_optimizer(cfg: DictConfig, params: Sequence[dict]) -> torch.optim.Optimizer:
-    """Adam, AdamW or SGD over the given parameter groups."""
-    opt = cfg.optim
-    name = opt.name.value
-    if name == "adam":
-        return torch.optim.Adam(params, lr=opt.lr, weight_decay=opt.weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=opt.lr, weight_decay=opt.weight_decay)
-    return torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
-
-
-def build_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """A per-epoch learning-rate schedule (or none)."""
-    name = cfg.optim.scheduler.value
-    if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.trainer.epochs)
-    if name == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.optim.step_size, gamma=cfg.optim.gamma)
-    return None
-
-
-def build_components(cfg: DictConfig) -> Components:
-    """Build tasks, data, model, weighting, optimiser and scheduler from a validated config.
-
-    Under torchrun this also joins the process group: each rank gets its shard of the
-    data and the model wrapped in DDP.
-    """
-    trainer_cfg = cfg.trainer
-    _, device = distributed.setup(trainer_cfg.device.value, trainer_cfg.backend.value, trainer_cfg.devices)
-    precision = Precision.from_config(trainer_cfg.precision, device)
-    seed_everything(trainer_cfg.seed)
-    tasks = build_tasks(cfg)
-    train_set, val_set = build_datasets(
-        cfg.data, [t.name for t in tasks], {t.name: {**t.settings, "kind": t.kind} for t in tasks}
-    )
-    model = build_model(cfg, tasks).to(device)
-    weights = task_weights(cfg)
-    hparams = OmegaConf.to_container(cfg.weighting, resolve=True)
-    weighting = build_weighting(cfg.weighting.name, [t.name for t in tasks], [weights[t.name] for t in tasks], hparams)
-    weighting = weighting.to(device)
-    groups = [{"params": list(model.parameters())}]
-    extra = [p for p in weighting.parameters() if p.requires_grad]
-    if extra:
-        groups.append({"params": extra, "weight_decay": 0.0})
-    optimizer = build_optimizer(cfg, groups)
-    scheduler = build_scheduler(cfg, optimizer)
-    collate = MultiTaskCollate(tasks)
-    options = loader_options(trainer_cfg.num_workers, trainer_cfg.prefetch_factor, device)
-    sampler = distributed.train_sampler(train_set, trainer_cfg.seed)
-    train_loader = DataLoader(
-        train_set,
-        batch_size=trainer_cfg.batch_size,
-        sampler=with_augment_seeds(train_set, sampler, trainer_cfg.seed),
-        drop_last=len(sampler) > trainer_cfg.batch_size,
-        generator=torch.Generator(),  # reseeded every epoch; seeds the workers
-        collate_fn=collate,
-        **options,
-    )
-    val_loader = DataLoader(
-        val_set,
-        batch_size=trainer_cfg.batch_size,
-        sampler=distributed.ShardSampler(len(val_set)),
-        collate_fn=collate,
-        **options,
-    )
-    train_model = training_module(
-        model,
-        device,
-        channels_last=trainer_cfg.channels_last,
-        batch_norm=trainer_cfg.batch_norm.value,
-        compile=trainer_cfg.compile,
-    )
-    return Components(
-        tasks, model, weighting, optimizer, scheduler, train_loader, val_loader, device, train_model, precision
-    )
-
-
-def trainer_settings(cfg: DictConfig) -> TrainerSettings:
-    t = cfg.trainer
-    return TrainerSettings(
-        epochs=t.epochs,
-        seed=t.seed,
-        max_steps=t.max_steps,
-        log_every_n_steps=t.log_every_n_steps,
-        progress=t.progress,
-        monitor=t.monitor,
-        accumulate=t.accumulate,
-        grad_clip=t.grad_clip,
-        channels_last=t.channels_last,
-        freeze_batchnorm=t.batch_norm.value == "frozen",
-    )
 
 
 def train_run(
@@ -189,9 +62,9 @@ def train_run(
     write_summary()
     try:
         resume = ResumePoint.load(cfg) if cfg.trainer.resume else None
-        parts = build_components(cfg)
-        summary["metric_directions"] = metric_directions(parts.tasks)
-        summary["primary_metrics"] = {t.name: t.primary_metric for t in parts.tasks}
+        trainer = build_trainer(cfg, run_dir, {"overrides": list(overrides)})
+        summary["metric_directions"] = metric_directions(trainer.tasks)
+        summary["primary_metrics"] = {t.name: t.primary_metric for t in trainer.tasks}
         if resume is not None:
             summary["resumed_from"] = {"checkpoint": str(resume.path), "epoch": resume.epoch}
         write_summary()
@@ -199,35 +72,17 @@ def train_run(
             "run %s: tasks %s, %d train / %d val images, device %s",
             run_dir,
             "+".join(summary["tasks"]),
-            len(parts.train_loader.dataset),  # type: ignore[arg-type]
-            len(parts.val_loader.dataset),  # type: ignore[arg-type]
-            parts.device,
-        )
-        config_yaml = OmegaConf.to_yaml(cfg)
-        relation = build_relation(cfg, parts.model, run_dir if ranks.is_main else None)
-        trainer = Trainer(
-            parts.model,
-            parts.tasks,
-            parts.weighting,
-            parts.optimizer,
-            parts.scheduler,
-            parts.train_loader,
-            parts.val_loader,
-            parts.device,
-            trainer_settings(cfg),
-            run_dir=run_dir if ranks.is_main else None,
-            checkpoint_extras=lambda: {"config": config_yaml, "overrides": list(overrides)},
-            train_model=parts.train_model,
-            precision=parts.precision,
-            relation=relation,
+            len(trainer.train_loader.dataset),  # type: ignore[attr-defined]
+            len(trainer.val_loader.dataset),  # type: ignore[attr-defined]
+            trainer.device,
         )
         if resume is not None:
             resume.apply(trainer)
         state = trainer.fit()
         if ranks.is_main:
-            parts.model.save_records(run_dir)
-            _save_pictures(cfg, parts, run_dir)
-        peak = torch.tensor(peak_memory_mb(parts.device), dtype=torch.float64, device=parts.device)
+            trainer.model.save_records(run_dir)
+            _save_pictures(cfg, trainer, run_dir)
+        peak = torch.tensor(peak_memory_mb(trainer.device), dtype=torch.float64, device=trainer.device)
         distributed.all_reduce_max_(peak)
     except TrainingInterrupted as exc:
         summary.update(status="interrupted", error=str(exc), resume_command=resume_command(overrides, run_dir))
@@ -249,36 +104,38 @@ def train_run(
         steps=state.step,
         wall_time_s=time.perf_counter() - started,
         train_images_per_s=state.train_images / state.train_seconds if state.train_seconds else None,
-        params=parts.model.parameter_counts(),
-        weighting={"name": cfg.weighting.name, **parts.weighting.summary_extras()},
+        params=trainer.model.parameter_counts(),
+        weighting={"name": cfg.weighting.name, **trainer.weighting.summary_extras()},
         peak_memory_mb=float(peak),  # the largest over ranks
     )
-    if relation is not None:
-        summary["relations"] = relation.summary()
+    if trainer.relation is not None:
+        summary["relations"] = trainer.relation.summary()
     write_summary()
     log.info("done in %.1fs; records in %s", summary["wall_time_s"], run_dir)
     return summary
 
 
-def _save_pictures(cfg: DictConfig, parts: Components, run_dir: Path) -> None:
+def _save_pictures(cfg: DictConfig, trainer: Trainer, run_dir: Path) -> None:
+    """``val_predictions.png``: the first ``trainer.vis_images`` validation images, targets and predictions."""
     count = cfg.trainer.vis_images
     if count == 0:
         return
-    dataset = parts.val_loader.dataset
-    batch = parts.val_loader.collate_fn([dataset[i] for i in range(min(count, len(dataset)))])  # type: ignore[arg-type]
+    loader = trainer.val_loader
+    dataset = loader.dataset  # type: ignore[attr-defined]
+    batch = loader.collate_fn([dataset[i] for i in range(min(count, len(dataset)))])  # type: ignore[attr-defined]
     images = batch["image"]
-    parts.model.eval()
+    trainer.model.eval()
     with torch.no_grad():
-        preds = parts.model(images.to(parts.device))
+        preds = trainer.model(images.to(trainer.device))
     save_prediction_grid(
         run_dir / "val_predictions.png",
         images,
-        {t.name: batch[t.name] for t in parts.tasks},
+        {t.name: batch[t.name] for t in trainer.tasks},
         {name: pred.float().cpu() for name, pred in preds.items()},
-        parts.tasks,
+        trainer.tasks,
         list(cfg.data.mean),
         list(cfg.data.std),
     )
 
 
-__all__ = ["Components", "build_components", "train_run"]
+__all__ = ["train_run"]

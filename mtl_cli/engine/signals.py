@@ -8,7 +8,7 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Callable
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -41,11 +41,13 @@ class StopOnSignal:
     call). Outside the main thread, where Python cannot install handlers, it does nothing.
     Under torchrun the agent passes the signal it receives on to every worker, which then
     gets it twice (a Ctrl-C reaches the whole process group); there the agent escalates
-    (SIGKILL after its timeout) and a repeated signal does not abort.
+    (SIGKILL after its timeout) and a repeated signal does not abort. ``on_signal`` is
+    called with the first signal's number.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_signal: Callable[[int], None] | None = None) -> None:
         self.signum: int | None = None
+        self.on_signal = on_signal
         self.second_aborts = "TORCHELASTIC_RUN_ID" not in os.environ
         self._previous: dict[int, Any] = {}
 
@@ -70,6 +72,8 @@ class StopOnSignal:
                 os.kill(os.getpid(), signum)
             return
         self.signum = signum
+        if self.on_signal is not None:
+            self.on_signal(signum)
         print(
             f"\n{signal.Signals(signum).name} received: finishing the current step and saving a checkpoint "
             f"(send it again to stop at once)",

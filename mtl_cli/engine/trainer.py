@@ -1,30 +1,32 @@
-"""The training loop: one pass over the data per epoch, validation, records and checkpoints."""
+"""The training loop: one pass over the data per epoch, validation, and callbacks at fixed points.
+
+The loop itself does the per-step work (forward, losses, the weighting's backward, the
+optimiser step with accumulation and clipping), tracks non-finite losses and the train
+state, continues a resumed epoch where it stopped, and averages over ranks. Records,
+checkpoints, signals and progress display are callbacks (``mtl_cli.engine.callbacks``).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from mtl_cli.engine import distributed
-from mtl_cli.engine.checkpoint import save_checkpoint
+from mtl_cli.engine.callbacks.base import Callback, EpochRecord, StepRecord
 from mtl_cli.engine.evaluate import evaluate
 from mtl_cli.engine.precision import Precision
-from mtl_cli.engine.records import flatten_metrics, format_epoch_summary
 from mtl_cli.engine.rng import capture_rng_state, restore_rng_state
-from mtl_cli.engine.signals import StopOnSignal, TrainingInterrupted
 from mtl_cli.engine.speed import memory_format
+from mtl_cli.engine.state import EpochProgress, TrainState
 from mtl_cli.errors import UserError
 from mtl_cli.models import MultiTaskModel
 from mtl_cli.relation.learner import TaskRelation
@@ -32,9 +34,6 @@ from mtl_cli.tasks import Task
 from mtl_cli.utils.files import MetricsLog
 from mtl_cli.utils.metric_keys import split_metric_key
 from mtl_cli.weighting import StepContext, Weighting
-from mtl_cli.weighting.history import WeightHistory
-
-log = logging.getLogger("mtl_cli")
 
 
 @dataclass
@@ -45,7 +44,6 @@ class TrainerSettings:
     seed: int
     max_steps: int | None = None
     log_every_n_steps: int = 10
-    progress: bool = True
     monitor: str = "auto"
     accumulate: int = 1
     grad_clip: float | None = None
@@ -54,103 +52,70 @@ class TrainerSettings:
 
 
 @dataclass
-class TrainState:
-    """Where training stands; saved in every checkpoint."""
-
-    epoch: int = 0
-    step: int = 0
-    best_value: float | None = None
-    best_epoch: int | None = None
-    best_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
-    last_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
-    train_seconds: float = 0.0
-    train_images: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)  # the metrics.csv rows so far
-
-    @classmethod
-    def from_dict(cls, saved: Mapping[str, Any]) -> "TrainState":
-        """The state saved in a checkpoint (keys this version does not know are ignored)."""
-        return cls(**{f.name: saved[f.name] for f in fields(cls) if f.name in saved})
-
-
-@dataclass
-class EpochProgress:
-    """The running sums of one epoch; saved when training stops in the middle of it."""
-
-    epoch: int
-    batches: int  # loader batches done
-    steps: int  # optimiser steps done
-    sums: Tensor  # [2, tasks]: running loss and weight sums
-    first_bad_step: Tensor  # per task: the first step with a non-finite loss, -1 if none
-    images: int = 0
-    seconds: float = 0.0
-
-    @classmethod
-    def start(cls, epoch: int, num_tasks: int, device: torch.device) -> "EpochProgress":
-        first_bad = torch.full((num_tasks,), -1, dtype=torch.long, device=device)
-        return cls(epoch, 0, 0, torch.zeros(2, num_tasks, device=device), first_bad)
-
-    @classmethod
-    def from_dict(cls, saved: Mapping[str, Any], device: torch.device) -> "EpochProgress":
-        values = {f.name: saved[f.name] for f in fields(cls)}
-        values["sums"] = values["sums"].to(device)
-        values["first_bad_step"] = values["first_bad_step"].to(device)
-        return cls(**values)
-
-
-class Trainer:
-    """Trains ``model`` on ``tasks`` with a weighting method, validating after every epoch.
-
-    The per-step work is: forward, one loss per task, ``weighting.backward``, optimiser
-    step. Logging reads the running sums only every ``log_every_n_steps`` steps, so the
-    step itself never waits on the device.
+class Components:
+    """What the loop trains and validates, as built from a config (``mtl_cli.engine.build``).
 
     ``train_model`` is what the training forward calls (the model wrapped in DDP and/or
     ``torch.compile``, see ``speed.training_module``); ``model`` itself is evaluated and
-    checkpointed. With ``settings.accumulate = K`` the optimiser steps once every K
-    batches on the mean of their gradients.
+    checkpointed. ``train_loader`` is any sized iterable of batches (a benchmark may
+    train on a list of batches).
+    """
+
+    tasks: list[Task]
+    model: MultiTaskModel
+    weighting: Weighting
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    train_loader: Iterable[Mapping[str, Any]]
+    val_loader: Iterable[Mapping[str, Any]]
+    device: torch.device
+    train_model: nn.Module
+    precision: Precision
+    relation: TaskRelation | None = None
+
+
+class Trainer:
+    """Trains ``parts.model`` on ``parts.tasks`` with a weighting method, validating after every epoch.
+
+    The per-step work is: forward, one loss per task, ``weighting.backward``, optimiser
+    step. Host values are read only at log points (every ``log_every_n_steps`` steps and
+    at ``max_steps``), where the callbacks' ``on_step_end`` runs, so the other steps never
+    wait on the device. With ``settings.accumulate = K`` the optimiser steps once every K
+    batches on the mean of their gradients. ``run_dir`` is where this rank writes records
+    (``None`` for none); ``checkpoint_extras`` is added to every ``state_dict``.
     """
 
     def __init__(
         self,
-        model: MultiTaskModel,
-        tasks: Sequence[Task],
-        weighting: Weighting,
-        optimizer: torch.optim.Optimizer,
-        scheduler: torch.optim.lr_scheduler.LRScheduler | None,
-        train_loader: DataLoader,
-        val_loader: DataLoader,
-        device: torch.device,
+        parts: Components,
         settings: TrainerSettings,
+        callbacks: Sequence[Callback] = (),
         run_dir: Path | None = None,
-        checkpoint_extras: Callable[[], Mapping[str, Any]] | None = None,
-        train_model: nn.Module | None = None,
-        precision: Precision | None = None,
-        relation: TaskRelation | None = None,
+        checkpoint_extras: Mapping[str, Any] | None = None,
     ) -> None:
-        self.model = model
-        self.train_model = model if train_model is None else train_model
-        self.precision = Precision(device) if precision is None else precision
-        self.tasks = list(tasks)
+        self.model = parts.model
+        self.train_model = parts.train_model
+        self.precision = parts.precision
+        self.tasks = list(parts.tasks)
         self.task_names = [t.name for t in self.tasks]
-        self.weighting = weighting
-        self.optimizer = optimizer
-        self.scheduler = scheduler
-        self.train_loader = train_loader
-        self.val_loader = val_loader
-        self.device = device
+        self.weighting = parts.weighting
+        self.optimizer = parts.optimizer
+        self.scheduler = parts.scheduler
+        self.train_loader = parts.train_loader
+        self.val_loader = parts.val_loader
+        self.device = parts.device
+        self.relation = parts.relation
         self.settings = settings
+        self.callbacks = list(callbacks)
         self.run_dir = run_dir
-        self.checkpoint_extras = checkpoint_extras
-        self.relation = relation
+        self.checkpoint_extras = dict(checkpoint_extras or {})
         self.state = TrainState()
-        self.stop = StopOnSignal()
-        # Set by ``mtl_cli.engine.resume``: a partly done epoch to continue and the RNG state to
+        self.stop_requested = 0  # a signal number: stop after the current step (see ``request_stop``)
+        # Set by ``load_state_dict``: a partly done epoch to continue and the RNG state to
         # restore once the loader is positioned where the checkpoint was taken.
-        self.resume_progress: EpochProgress | None = None
-        self.resume_rng: dict[str, Any] | None = None
+        self._resume_progress: EpochProgress | None = None
+        self._resume_rng: dict[str, Any] | None = None
         self.monitor_task, self.monitor_metric, self.monitor_higher = self._resolve_monitor(settings.monitor)
-        self.metrics_log = MetricsLog(run_dir / "metrics.csv") if run_dir else None
         self._setup_steps()
 
     def _setup_steps(self) -> None:
@@ -166,7 +131,6 @@ class Trainer:
         per_task = self.weighting.per_task_gradients
         self.average_gradients = distributed.GradientAverager(self.params if per_task else self.weighting_params)
         distributed.broadcast_state_(self.weighting)
-        self.weight_history = WeightHistory(self.run_dir, self.task_names)
 
     # ----------------------------------------------------------------- setup
     def _resolve_monitor(self, monitor: str) -> tuple[str, str, bool]:
@@ -190,7 +154,7 @@ class Trainer:
         return task.name, metric, directions[metric]
 
     # ----------------------------------------------------------------- training
-    def _epoch_loader(self, epoch: int) -> DataLoader:
+    def _epoch_loader(self, epoch: int) -> Iterable[Mapping[str, Any]]:
         """Reseed the shuffling generator per epoch, so epoch k's order does not depend on history."""
         generator = getattr(self.train_loader, "generator", None)
         if generator is not None:
@@ -205,14 +169,14 @@ class Trainer:
         batches = iter(self._epoch_loader(epoch))
         for _ in range(skip):
             next(batches)
-        if self.resume_rng is not None:
-            restore_rng_state(self.resume_rng)
-            self.resume_rng = None
+        if self._resume_rng is not None:
+            restore_rng_state(self._resume_rng)
+            self._resume_rng = None
         return batches
 
     def _take_progress(self, epoch: int) -> EpochProgress:
-        progress = self.resume_progress
-        self.resume_progress = None
+        progress = self._resume_progress
+        self._resume_progress = None
         if progress is not None and progress.epoch == epoch:
             return progress
         return EpochProgress.start(epoch, len(self.tasks), self.device)
@@ -230,19 +194,15 @@ class Trainer:
         shared_ids = {id(p) for p in shared}
         task_params = [p for p in self.model.parameters() if p.requires_grad and id(p) not in shared_ids]
         max_steps = self.settings.max_steps
-        num_batches = len(self.train_loader)
-        bar = tqdm(
-            self._epoch_batches(epoch, progress.batches),
-            total=num_batches,
-            initial=progress.batches,
-            desc=f"epoch {epoch}/{self.settings.epochs}",
-            disable=None if self.settings.progress and self.ranks.is_main else True,  # None: only on a terminal
-            leave=False,
-            dynamic_ncols=True,
-        )
+        num_batches = len(self.train_loader)  # type: ignore[arg-type]
+        # Only callbacks that use log points get a StepRecord (whose values are read from the device).
+        step_callbacks = [cb for cb in self.callbacks if type(cb).on_step_end is not Callback.on_step_end]
+        batches = self._epoch_batches(epoch, progress.batches)
+        for callback in self.callbacks:
+            callback.on_epoch_start(self, epoch, progress.batches)
         start = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
-        for batch in bar:
+        for batch in batches:
             progress.batches += 1
             in_step += 1
             step_now = in_step == self.settings.accumulate or progress.batches == num_batches
@@ -266,30 +226,41 @@ class Trainer:
             sync_point = progress.steps % self.settings.log_every_n_steps == 0 or at_limit
             if sync_point:
                 self._check_finite(progress.first_bad_step, epoch)
-                if self.ranks.is_main:
-                    report = self.weighting.step_report(self.state.step)
-                    self.weight_history.record(self.state.step, epoch, weights.tolist(), report)
-                if self.settings.progress and self.ranks.is_main:
-                    means = (loss_sum / progress.batches).tolist()
-                    bar.set_postfix_str(
-                        f"loss {sum(means):.3f} " + " ".join(f"{n} {v:.3f}" for n, v in zip(self.task_names, means))
-                    )
-            signum = self._stop_signal(sync_point)  # after this step's records, which the resumed run keeps
+                if step_callbacks:
+                    record = self._step_record(epoch, progress, weights, progress.seconds + time.perf_counter() - start)
+                    for callback in step_callbacks:
+                        callback.on_step_end(self, record)
+            signum = self._agreed_stop(sync_point)  # after this step's records, which the resumed run keeps
             if signum:
                 self._check_finite(progress.first_bad_step, epoch)  # never save a diverged model
                 progress.seconds += time.perf_counter() - start
-                self._save_and_stop(signum, progress)
+                self._stop(signum, progress)
             if at_limit:
                 break
-        bar.close()
         self._check_finite(progress.first_bad_step, epoch)
         self.state.train_seconds += progress.seconds + time.perf_counter() - start
         self.state.train_images += progress.images * self.ranks.world_size  # every rank sees as many
         means = distributed.all_reduce_mean_(progress.sums / max(progress.batches, 1))
         self.weighting.epoch_end(means[0])
-        if self.relation is not None:
-            self.relation.epoch_end(epoch)
+        for callback in self.callbacks:
+            callback.on_train_epoch_end(self, epoch)
         return dict(zip(self.task_names, means[0].tolist())), dict(zip(self.task_names, means[1].tolist()))
+
+    def _step_record(self, epoch: int, progress: EpochProgress, weights: Tensor, seconds: float) -> StepRecord:
+        """The log point after the latest step (reads the running sums and weights from the device)."""
+        report = self.weighting.step_report(self.state.step)
+        images = progress.images * self.ranks.world_size
+        return StepRecord(
+            step=self.state.step,
+            epoch=epoch,
+            batches=progress.batches,
+            losses=dict(zip(self.task_names, (progress.sums[0] / progress.batches).tolist())),
+            weights=dict(zip(self.task_names, weights.tolist())),
+            report=report,
+            lr=self.optimizer.param_groups[0]["lr"],
+            seconds=seconds,
+            images_per_s=images / seconds if seconds > 0 else None,
+        )
 
     def _forward_backward(
         self,
@@ -360,34 +331,30 @@ class Trainer:
         """Every task's loss on one batch, in task order."""
         return [task.loss(preds[task.name], targets[task.name], masks.get(task.name)) for task in self.tasks]
 
-    def _stop_signal(self, sync_point: bool) -> int:
-        """The stop signal to act on after this step, 0 for none.
+    # ----------------------------------------------------------------- stopping
+    def request_stop(self, signum: int) -> None:
+        """Stop after the current step, as if on signal ``signum`` (what a stop-signal handler calls)."""
+        self.stop_requested = signum
 
-        In one process a signal is acted on at once. Under DDP all ranks must stop after the
-        same step, so they agree (a max over ranks) at sync points only: every
+    def _agreed_stop(self, sync_point: bool) -> int:
+        """The stop request to act on after this step, 0 for none.
+
+        In one process a request is acted on at once. Under DDP all ranks must stop after
+        the same step, so they agree (a max over ranks) at sync points only: every
         ``log_every_n_steps`` steps and at the end of an epoch, never adding a collective to
         the other steps.
         """
         if not self.ranks.distributed:
-            return self.stop.signum or 0
+            return self.stop_requested
         if not sync_point:
             return 0
-        flag = torch.tensor([float(self.stop.signum or 0)], device=self.device)
+        flag = torch.tensor([float(self.stop_requested)], device=self.device)
         return int(distributed.all_reduce_max_(flag).item())
 
-    def _save_and_stop(self, signum: int, progress: EpochProgress | None) -> None:
-        """After the step during which a stop signal came: save ``last.pt`` (rank 0) and raise."""
-        checkpoint = None
-        if self.run_dir is not None:
-            checkpoint = self.run_dir / "checkpoints" / "last.pt"
-            if progress is not None:  # mid-epoch: the end-of-epoch last.pt would lose this epoch's steps
-                state = self.checkpoint_state()
-                state["epoch_progress"] = asdict(progress)
-                save_checkpoint(checkpoint, state)
-            elif not checkpoint.is_file():
-                checkpoint = None
-        where = f"after epoch {self.state.epoch}" if progress is None else f"in epoch {progress.epoch}"
-        raise TrainingInterrupted(signum, checkpoint, f"{where} (step {self.state.step})")
+    def _stop(self, signum: int, progress: EpochProgress | None) -> None:
+        """Tell the callbacks (``SignalStop`` saves and raises ``TrainingInterrupted``)."""
+        for callback in self.callbacks:
+            callback.on_stop(self, signum, progress)
 
     def _check_finite(self, first_bad_step: Tensor, epoch: int) -> None:
         bad = first_bad_step.tolist()
@@ -401,19 +368,25 @@ class Trainer:
 
     # ----------------------------------------------------------------- the loop
     def fit(self) -> TrainState:
-        """Train until ``epochs`` (or ``max_steps``), validating and checkpointing every epoch.
+        """Train until ``epochs`` (or ``max_steps``), validating every epoch; the callbacks record and checkpoint."""
+        try:
+            for callback in self.callbacks:
+                callback.on_fit_start(self)
+            self._fit()
+        except BaseException as exc:
+            for callback in reversed(self.callbacks):
+                callback.on_exception(self, exc)
+            raise
+        for callback in reversed(self.callbacks):
+            callback.on_fit_end(self)
+        return self.state
 
-        SIGINT/SIGTERM stop training after the current step with a checkpoint saved and
-        ``TrainingInterrupted`` raised.
-        """
-        with self.stop:
-            return self._fit()
-
-    def _fit(self) -> TrainState:
+    def _fit(self) -> None:
         start_epoch = self.state.epoch + 1
         for epoch in range(start_epoch, self.settings.epochs + 1):
             started = time.perf_counter()
             lr = self.optimizer.param_groups[0]["lr"]
+            images, train_seconds = self.state.train_images, self.state.train_seconds
             train_losses, mean_weights = self.train_epoch(epoch)
             if self.scheduler is not None:
                 self.scheduler.step()
@@ -425,16 +398,25 @@ class Trainer:
             self.state.epoch = epoch
             self.state.last_metrics = metrics
             improved = self._update_best(metrics, epoch)
-            log.info(format_epoch_summary(epoch, self.settings.epochs, train_losses, metrics, seconds))
-            self._record(epoch, lr, seconds, train_losses, mean_weights, metrics, improved)
-            signum = self._stop_signal(sync_point=True)
+            trained_for = self.state.train_seconds - train_seconds
+            record = EpochRecord(
+                epoch=epoch,
+                step=self.state.step,
+                losses=train_losses,
+                weights=mean_weights,
+                lr=lr,
+                metrics=metrics,
+                seconds=seconds,
+                images_per_s=(self.state.train_images - images) / trained_for if trained_for > 0 else None,
+                improved=improved,
+            )
+            for callback in self.callbacks:
+                callback.on_epoch_end(self, record)
+            signum = self._agreed_stop(sync_point=True)
             if signum:
-                self._save_and_stop(signum, None)
+                self._stop(signum, None)
             if self.settings.max_steps is not None and self.state.step >= self.settings.max_steps:
                 break
-        if self.run_dir is not None:
-            self.weight_history.save_plot(self.run_dir / "weights.png")
-        return self.state
 
     def _update_best(self, metrics: Mapping[str, Mapping[str, float]], epoch: int) -> bool:
         value = metrics[self.monitor_task][self.monitor_metric]
@@ -447,34 +429,9 @@ class Trainer:
             return True
         return False
 
-    def _record(
-        self,
-        epoch: int,
-        lr: float,
-        seconds: float,
-        train_losses: Mapping[str, float],
-        mean_weights: Mapping[str, float],
-        metrics: Mapping[str, Mapping[str, float]],
-        improved: bool,
-    ) -> None:
-        if self.run_dir is None or self.metrics_log is None:
-            return
-        row: dict[str, Any] = {"epoch": epoch, "step": self.state.step, "lr": lr, "time_s": seconds}
-        row["train/loss"] = sum(train_losses.values())
-        row.update({f"train/{t}_loss": v for t, v in train_losses.items()})
-        row.update({f"weight/{t}": v for t, v in mean_weights.items()})
-        row.update(flatten_metrics(metrics))
-        self.state.history.append(row)
-        self.metrics_log.append(row)
-        checkpoint = self.checkpoint_state()
-        folder = self.run_dir / "checkpoints"
-        save_checkpoint(folder / "last.pt", checkpoint)
-        if improved:
-            save_checkpoint(folder / "best.pt", checkpoint)
-
     # ----------------------------------------------------------------- state
-    def checkpoint_state(self) -> dict[str, Any]:
-        """Everything needed to continue training exactly (tensors and plain values only)."""
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue training exactly (tensors and plain values only): a checkpoint."""
         state = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -487,6 +444,31 @@ class Trainer:
         }
         if self.relation is not None:
             state["relation"] = self.relation.state_dict()
-        if self.checkpoint_extras is not None:
-            state.update(self.checkpoint_extras())
+        callbacks = {cb.key: cb.state_dict() for cb in self.callbacks}
+        callbacks = {key: value for key, value in callbacks.items() if value is not None}
+        if callbacks:
+            state["callbacks"] = callbacks
+        state.update(self.checkpoint_extras)
         return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from ``state`` (a ``state_dict``, also one saved in the middle of an epoch).
+
+        Raises ``RuntimeError``, ``KeyError`` or ``ValueError`` when it does not fit.
+        """
+        self.model.load_state_dict(state["model"])
+        self.weighting.load_state_dict(state["weighting"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.precision.load_state_dict(state.get("scaler"))
+        if self.relation is not None and "relation" in state:
+            self.relation.load_state_dict(state["relation"])
+        self.state = TrainState.from_dict(state["train_state"])
+        progress = state.get("epoch_progress")
+        self._resume_progress = EpochProgress.from_dict(progress, self.device) if progress else None
+        self._resume_rng = state["rng"]
+        saved = state.get("callbacks", {})
+        for callback in self.callbacks:
+            if callback.key in saved:
+                callback.load_state_dict(saved[callback.key])

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from mtl_cli.config import CONFIG_DIR, register_configs, validate
 from mtl_cli.data import build_datasets
-from mtl_cli.engine.run import build_tasks
+from mtl_cli.engine.build import build_tasks
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -12,7 +12,7 @@ from data_layouts import write_folder
 from PIL import Image
 
 from mtl_cli.data import MultiTaskCollate
-from mtl_cli.engine.run import build_tasks
+from mtl_cli.engine.build import build_tasks
 from mtl_cli.errors import UserError
 
 ALL = "task=cls+seg+depth+normals+edges+multilabel"

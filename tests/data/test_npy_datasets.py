@@ -11,7 +11,7 @@ import torch
 from data_helpers import build, compose_cfg
 from data_layouts import write_cityscapes, write_nyuv2
 
-from mtl_cli.engine.run import build_tasks
+from mtl_cli.engine.build import build_tasks
 from mtl_cli.errors import UserError
 
 NYU = ["data=nyuv2", "task=seg+depth+normals"]

@@ -24,7 +24,8 @@ from torch.utils.data import DataLoader
 from mtl_cli.engine.checkpoint import load_checkpoint
 from mtl_cli.engine.distributed import RankInfo, ShardSampler
 from mtl_cli.engine.evaluate import evaluate
-from mtl_cli.engine.run import build_components, train_run
+from mtl_cli.engine.build import build_evaluation
+from mtl_cli.engine.run import train_run
 from mtl_cli.weighting import METHODS
 from scale_helpers import TEST_METHODS, compose_config
 
@@ -98,12 +99,12 @@ def assert_same_run(two_ranks: Path, one_rank: Path) -> None:
 
 def evaluate_checkpoint(run_dir: Path, shard: RankInfo | None) -> dict:
     """Metrics of the run's last checkpoint on the whole validation set, or on one rank's shard."""
-    parts = build_components(compose_config("trainer.batch_size=8", base=COMMON))
-    parts.model.load_state_dict(load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"])
-    val_set = parts.val_loader.dataset
+    setup = build_evaluation(compose_config("trainer.batch_size=8", base=COMMON))
+    setup.model.load_state_dict(load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"])
+    val_set = setup.loader.dataset
     sampler = ShardSampler(len(val_set), shard or RankInfo())
-    loader = DataLoader(val_set, batch_size=8, sampler=sampler, collate_fn=parts.val_loader.collate_fn)
-    return evaluate(parts.model, loader, parts.tasks, parts.device)
+    loader = DataLoader(val_set, batch_size=8, sampler=sampler, collate_fn=setup.loader.collate_fn)
+    return evaluate(setup.model, loader, setup.tasks, setup.device)
 
 
 SWEEP = ["ew", "test_min_norm", "test_min_norm_local", "test_log_var"]

@@ -49,15 +49,15 @@ def test_loss_scaling_gives_the_unscaled_update_also_for_learned_weights(monkeyp
     losses) are not divided by the scale."""
     monkeypatch.setitem(METHODS, "test_log_var", LearnedLogVariance)
     overrides = ("weighting.name=test_log_var", "trainer.max_steps=2", "trainer.batch_norm=frozen")
-    plain, _ = build(*overrides)
-    scaled, _ = build(*overrides)
+    plain = build(*overrides)
+    scaled = build(*overrides)
     scaled.precision = Precision(CPU, scaler=torch.amp.GradScaler("cpu", init_scale=2.0**12))
     plain.train_epoch(1)
     scaled.train_epoch(1)
     assert not torch.equal(plain.weighting.log_var, torch.zeros(2))  # the weights did learn
     torch.testing.assert_close(scaled.weighting.log_var, plain.weighting.log_var, rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(flat_params(scaled.model), flat_params(plain.model), rtol=1e-6, atol=1e-7)
-    assert scaled.checkpoint_state()["scaler"]["scale"] == 2.0**12  # saved with the checkpoint
+    assert scaled.state_dict()["scaler"]["scale"] == 2.0**12  # saved with the checkpoint
 
 
 def test_precision_state_round_trip():
@@ -69,15 +69,15 @@ def test_precision_state_round_trip():
 
 
 def test_bf16_training_on_cpu_autocasts_the_forward():
-    trainer, parts = build("trainer.precision=bf16", "trainer.max_steps=2")
+    trainer = build("trainer.precision=bf16", "trainer.max_steps=2")
     seen = []
-    hook = parts.model.trunk.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    hook = trainer.model.trunk.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
     losses, _ = trainer.train_epoch(1)
     hook.remove()
     assert seen and set(seen) == {torch.bfloat16}
     assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
-    assert all(p.dtype == torch.float32 for p in parts.model.parameters())
-    reference, _ = build("trainer.max_steps=2")
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+    reference = build("trainer.max_steps=2")
     reference_losses, _ = reference.train_epoch(1)
     for task, value in reference_losses.items():  # bf16 keeps about 3 significant digits
         assert losses[task] == pytest.approx(value, rel=3e-2)

@@ -19,9 +19,9 @@ def _initial_params(trainer) -> torch.Tensor:
 def test_accumulating_k_batches_equals_one_batch_k_times_larger():
     # BatchNorm statistics depend on the batch split; frozen statistics take that out.
     common = ("trainer.batch_norm=frozen",)
-    big, _ = build(*common, "trainer.batch_size=16")
-    accumulated, _ = build(*common, "trainer.batch_size=4", "trainer.accumulate=4")
-    small, _ = build(*common, "trainer.batch_size=4")
+    big = build(*common, "trainer.batch_size=16")
+    accumulated = build(*common, "trainer.batch_size=4", "trainer.accumulate=4")
+    small = build(*common, "trainer.batch_size=4")
     for trainer in (big, accumulated, small):
         trainer.train_epoch(1)
     assert big.state.step == accumulated.state.step == 2 and small.state.step == 8
@@ -30,7 +30,7 @@ def test_accumulating_k_batches_equals_one_batch_k_times_larger():
 
 
 def test_a_short_last_group_still_steps():
-    trainer, _ = build("data.num_train=48", "trainer.batch_size=8", "trainer.accumulate=4")
+    trainer = build("data.num_train=48", "trainer.batch_size=8", "trainer.accumulate=4")
     trainer.train_epoch(1)
     assert trainer.state.step == 2  # 6 batches: one group of 4, one of 2
 
@@ -38,8 +38,8 @@ def test_a_short_last_group_still_steps():
 def test_gradient_clipping_caps_the_global_norm_and_keeps_the_direction():
     # Plain SGD with lr 1: the parameter change is minus the (clipped) gradient.
     common = ("optim.name=sgd", "optim.lr=1.0", "optim.momentum=0.0", "trainer.max_steps=1")
-    free, _ = build(*common)
-    clipped, _ = build(*common, "trainer.grad_clip=0.01")
+    free = build(*common)
+    clipped = build(*common, "trainer.grad_clip=0.01")
     start = _initial_params(free)
     assert torch.equal(start, _initial_params(clipped))
     free.train_epoch(1)
@@ -52,9 +52,9 @@ def test_gradient_clipping_caps_the_global_norm_and_keeps_the_direction():
 
 
 def test_channels_last_trains_like_contiguous():
-    dense, _ = build("trainer.max_steps=2")
-    nhwc, parts = build("trainer.max_steps=2", "trainer.channels_last=true")
-    conv = parts.model.trunk[0][0]
+    dense = build("trainer.max_steps=2")
+    nhwc = build("trainer.max_steps=2", "trainer.channels_last=true")
+    conv = nhwc.model.trunk[0][0]
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     dense_losses, _ = dense.train_epoch(1)
     nhwc_losses, _ = nhwc.train_epoch(1)
@@ -67,16 +67,16 @@ def test_compile_trains_like_eager():
     """torch.compile with the inductor backend; about 30-60 s of compilation on a small CPU."""
     if shutil.which("g++") is None and shutil.which("c++") is None:
         pytest.skip("torch.compile (inductor) needs a C++ compiler on CPU and none is installed")
-    eager, _ = build("task=cls", "trainer.max_steps=2")
-    compiled, parts = build("task=cls", "trainer.max_steps=2", "trainer.compile=true")
-    assert parts.train_model is not parts.model and hasattr(parts.train_model, "_orig_mod")
+    eager = build("task=cls", "trainer.max_steps=2")
+    compiled = build("task=cls", "trainer.max_steps=2", "trainer.compile=true")
+    assert compiled.train_model is not compiled.model and hasattr(compiled.train_model, "_orig_mod")
     started = time.perf_counter()
     compiled_losses, _ = compiled.train_epoch(1)
     print(f"compile + 2 steps: {time.perf_counter() - started:.1f}s")
     eager_losses, _ = eager.train_epoch(1)
     assert compiled_losses == pytest.approx(eager_losses, rel=1e-4)
     torch.testing.assert_close(flat_params(compiled.model), flat_params(eager.model), rtol=1e-3, atol=1e-5)
-    assert not any(k.startswith("_orig_mod") for k in compiled.checkpoint_state()["model"])
+    assert not any(k.startswith("_orig_mod") for k in compiled.state_dict()["model"])
 
 
 def test_loader_options_for_throughput():

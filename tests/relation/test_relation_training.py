@@ -11,9 +11,9 @@ from hydra import compose, initialize_config_dir
 from conftest import TINY
 from mtl_cli.config import CONFIG_DIR, register_configs, validate
 from mtl_cli.engine.checkpoint import load_checkpoint
-from mtl_cli.engine.run import build_components, train_run
-from mtl_cli.engine.trainer import Trainer, TrainerSettings
-from mtl_cli.relation.learner import build_relation, learned_matrix
+from mtl_cli.engine.build import build_trainer
+from mtl_cli.engine.run import train_run
+from mtl_cli.relation.learner import learned_matrix
 
 register_configs()
 
@@ -25,16 +25,9 @@ def tiny_cfg(*overrides: str):
 
 def trained_state(tmp_path, *overrides: str, steps: int = 3):
     """Model state after ``steps`` steps, and the run's ``TaskRelation``."""
-    cfg = tiny_cfg(*overrides)
-    parts = build_components(cfg)
-    relation = build_relation(cfg, parts.model, tmp_path)
-    settings = TrainerSettings(epochs=1, seed=0, max_steps=steps, progress=False)
-    trainer = Trainer(
-        parts.model, parts.tasks, parts.weighting, parts.optimizer, None, parts.train_loader, parts.val_loader,
-        parts.device, settings, relation=relation,
-    )
+    trainer = build_trainer(tiny_cfg(*overrides, "trainer.epochs=1", f"trainer.max_steps={steps}"), tmp_path)
     trainer.train_epoch(1)
-    return parts.model.state_dict(), relation
+    return trainer.model.state_dict(), trainer.relation
 
 
 def same(a, b) -> bool:

@@ -10,7 +10,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from mtl_cli.config import CONFIG_DIR, register_configs, validate
-from mtl_cli.engine.run import build_components
+from mtl_cli.engine.build import build_components
 from mtl_cli.models import MultiTaskModel
 from mtl_cli.tasks import Task
 from mtl_cli.weighting import StepContext, Weighting

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mtl_cli.engine.build import build_components
 from mtl_cli.engine.precision import _ScaleGradient
-from mtl_cli.engine.run import build_components
 from mtl_cli.errors import UserError
 from mtl_cli.weighting import METHODS, GradientWeighting, StepContext, build_weighting
 from mtl_cli.weighting.db_mtl import DBMTL

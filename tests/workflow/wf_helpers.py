@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from conftest import TINY, cli_env
 from mtl_cli.config import CONFIG_DIR, register_configs, validate
-from mtl_cli.engine.run import build_components, trainer_settings
+from mtl_cli.engine.build import build_trainer
 from mtl_cli.engine.trainer import Trainer
 
 
@@ -43,13 +43,7 @@ def make_trainer(cfg: DictConfig, run_dir: Path | None) -> Trainer:
     """A trainer built as ``train_run`` builds it (same seeding, same checkpoint contents)."""
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
-    parts = build_components(cfg)
-    config_yaml = OmegaConf.to_yaml(cfg)
-    return Trainer(
-        parts.model, parts.tasks, parts.weighting, parts.optimizer, parts.scheduler, parts.train_loader,
-        parts.val_loader, parts.device, trainer_settings(cfg), run_dir=run_dir,
-        checkpoint_extras=lambda: {"config": config_yaml},
-    )
+    return build_trainer(cfg, run_dir)
 
 
 def csv_rows(run_dir: Path) -> list[dict[str, str]]:

@@ -5,31 +5,47 @@ from __future__ import annotations
 import csv
 import logging
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
+from mtl_cli.engine.callbacks.base import Callback, StepRecord
 from mtl_cli.utils.files import MetricsLog
+
+if TYPE_CHECKING:
+    from mtl_cli.engine.trainer import Trainer
 
 log = logging.getLogger("mtl_cli.steps")  # to train.log only (see configs/train.yaml)
 
 
-class WeightHistory:
+class WeightHistory(Callback):
     """Records the weights of every logged step (and what the method reports, e.g. gradient cosines).
 
-    ``record`` is called every ``log_every_n_steps`` steps with values already on the
-    host; it appends a row to ``weights.csv`` and logs one line. ``save_plot`` draws
-    ``weights.png`` from the CSV, so the picture covers resumed runs too.
+    At every log point it logs one line and, with a ``run_dir``, appends a row to
+    ``weights.csv`` (opened at the first row, so that rows a resumed run carries over
+    come first). At the end of training it draws ``weights.png`` from the CSV, so the
+    picture covers resumed runs too.
     """
 
     def __init__(self, run_dir: Path | None, task_names: Sequence[str]) -> None:
         self.task_names = list(task_names)
+        self.run_dir = run_dir
         self.csv_path = run_dir / "weights.csv" if run_dir else None
-        self.rows = MetricsLog(self.csv_path) if self.csv_path else None
+        self.rows: MetricsLog | None = None
+
+    def on_step_end(self, trainer: Trainer, step: StepRecord) -> None:
+        self.record(step.step, step.epoch, list(step.weights.values()), step.report)
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        if self.run_dir is not None:
+            self.save_plot(self.run_dir / "weights.png")
 
     def record(self, step: int, epoch: int, weights: Sequence[float], report: Mapping[str, float]) -> None:
+        """Log one step's weights and append them to ``weights.csv``."""
         shown = " ".join(f"{t} {w:.4g}" for t, w in zip(self.task_names, weights))
         extra = " ".join(f"{k} {v:.3f}" for k, v in report.items())
         log.info("step %d (epoch %d): weights %s%s", step, epoch, shown, f" | {extra}" if extra else "")
-        if self.rows is not None:
+        if self.csv_path is not None:
+            if self.rows is None:
+                self.rows = MetricsLog(self.csv_path)
             row: dict[str, float | int] = {"step": step, "epoch": epoch}
             row.update({f"weight/{t}": w for t, w in zip(self.task_names, weights)})
             row.update(report)
