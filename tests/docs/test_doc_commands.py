@@ -9,11 +9,13 @@ sweeps; a few run through the real CLI with ``--cfg job`` in a subprocess.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import itertools
 import re
+import runpy
 import shlex
-import subprocess
 import sys
 import tomllib
 from dataclasses import dataclass
@@ -29,7 +31,7 @@ from mtl_cli.cli import normalise_task_args
 from mtl_cli.config import CONFIG_DIR, register_configs, validate
 from mtl_cli.engine.eval_run import split_arguments
 from mtl_cli.report import parser as report_parser
-from conftest import REPO, cli_env, run_cli
+from conftest import REPO, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -67,6 +69,11 @@ class Command:
 
     def __str__(self) -> str:
         return f"{self.where}: {shlex.join(self.argv)}"
+
+
+def _shown(path: Path) -> str:
+    """``path`` as the messages show it: relative to the checkout when inside it."""
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def _fenced_blocks(path: Path) -> list[tuple[int, str, list[str]]]:
@@ -132,7 +139,7 @@ def doc_commands(path: Path) -> list[Command]:
             continue
         variables: dict[str, str] = {}
         for line in _shell_lines(language, lines):
-            where = f"{path.relative_to(REPO)}:{start}"
+            where = f"{_shown(path)}:{start}"
             assignment = re.fullmatch(r"\s*(\w+)=(\"[^\"]*\"|'[^']*')\s*", line)
             if assignment:
                 variables[assignment.group(1)] = assignment.group(2)[1:-1]
@@ -180,9 +187,14 @@ def expand_sweeps(overrides: list[str]) -> list[list[str]]:
 
 def compose_job(overrides: list[str]) -> None:
     """Compose and validate the training config as ``mtl-train`` would; raise on any error."""
+    _compose_once(tuple(overrides))
+
+
+@functools.cache
+def _compose_once(overrides: tuple[str, ...]) -> None:
     register_configs()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
+        cfg = compose(config_name="train", overrides=list(overrides))
     validate(cfg)
 
 
@@ -252,11 +264,17 @@ def check_pytest(argv: tuple[str, ...]) -> None:
 
 @functools.cache
 def _script_help(script: str) -> str:
-    proc = subprocess.run(
-        [sys.executable, script, "--help"], cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 0, f"{script} --help failed:\n{proc.stderr}"
-    return proc.stdout
+    """The ``--help`` text of a benchmark script, run in this process (torch is already loaded)."""
+    out = io.StringIO()
+    argv, path = sys.argv, list(sys.path)
+    sys.argv = [script, "--help"]
+    try:
+        with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exited:
+            runpy.run_path(str(REPO / script), run_name="__main__")
+    finally:
+        sys.argv, sys.path[:] = argv, path
+    assert exited.value.code == 0, f"{script} --help exited with {exited.value.code}"
+    return out.getvalue()
 
 
 def check_benchmark(argv: tuple[str, ...]) -> None:
@@ -371,7 +389,7 @@ def test_readme_commands_run_through_the_cli(args: list[str], tmp_path: Path) ->
 def test_every_fence_has_a_language_and_text_blocks_hold_no_commands() -> None:
     for path in DOC_FILES:
         for start, language, lines in _fenced_blocks(path):
-            where = f"{path.relative_to(REPO)}:{start}"
+            where = f"{_shown(path)}:{start}"
             assert language in SHELL_LANGUAGES | OTHER_LANGUAGES, f"{where}: code block language '{language}'"
             if language == "text":
                 for line in lines:
@@ -392,10 +410,20 @@ def test_readme_is_a_front_page() -> None:
 _LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 
 
-def test_relative_links_point_to_existing_files() -> None:
+def _anchors(path: Path) -> set[str]:
+    """GitHub's anchors for the headings of a Markdown file."""
+    headings = [line.lstrip("#").strip() for line in path.read_text().splitlines() if re.match(r"#{1,6} ", line)]
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
+def test_relative_links_point_to_existing_files_and_headings() -> None:
     for path in DOC_FILES:
         for target in _LINK.findall(path.read_text()):
-            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+            if re.match(r"[a-z]+:", target):
                 continue
-            file_part = target.split("#")[0]
-            assert (path.parent / file_part).exists(), f"{path.relative_to(REPO)}: link {target} points to nothing"
+            file_part, _, anchor = target.partition("#")
+            linked = path.parent / file_part if file_part else path
+            where = f"{_shown(path)}: link {target}"
+            assert linked.exists(), f"{where} points to nothing"
+            if anchor:
+                assert anchor in _anchors(linked), f"{where}: no such heading in {linked.name}"
