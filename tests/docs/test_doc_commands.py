@@ -48,7 +48,7 @@ PLACEHOLDERS = {
     "<run>": "2024-05-01/10-00-00-123456",
     "/.../": "/2024-05-01/10-00-00-123456/",
 }
-UNKNOWN_PLACEHOLDER = re.compile(r"<[^<>\s]+>|\.\.\.")
+UNKNOWN_PLACEHOLDER = re.compile(r"<[^<>]+>|\.\.\.")
 
 # Commands a test elsewhere runs for real: command prefix -> (test file, a string it must contain).
 COVERED_BY = {
@@ -268,6 +268,7 @@ def _script_help(script: str) -> str:
     out = io.StringIO()
     argv, path = sys.argv, list(sys.path)
     sys.argv = [script, "--help"]
+    sys.path.insert(0, str((REPO / script).parent))  # as when run as a script: its folder first
     try:
         with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exited:
             runpy.run_path(str(REPO / script), run_name="__main__")
