@@ -199,6 +199,7 @@ class OptimConfig:
     weight_decay: float = 0.0
     momentum: float = 0.9
     scheduler: SchedulerName = SchedulerName.cosine
+    warmup_steps: int = 0  # cosine: optimiser steps of linear warm-up
     step_size: int = 10
     gamma: float = 0.1
 
@@ -376,6 +377,8 @@ def validate(cfg: DictConfig) -> DictConfig:
     _validate_data(cfg.data)
     if not cfg.optim.lr > 0:
         raise UserError(f"optim.lr={cfg.optim.lr}: the learning rate must be > 0")
+    if cfg.optim.warmup_steps < 0:
+        raise UserError(f"optim.warmup_steps={cfg.optim.warmup_steps}: must be >= 0")
     if cfg.optim.weight_decay < 0:
         raise UserError(f"optim.weight_decay={cfg.optim.weight_decay}: must be >= 0")
     _check_relation(cfg.relation, task_names)

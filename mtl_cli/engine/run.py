@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from mtl_cli.engine.precision import Precision
 from mtl_cli.engine.provenance import environment_record
 from mtl_cli.engine.records import config_record, write_json
 from mtl_cli.engine.resume import ResumePoint
+from mtl_cli.engine.schedule import PerStepSchedule, WarmupCosine
 from mtl_cli.engine.signals import TrainingInterrupted
 from mtl_cli.engine.speed import loader_options, training_module
 from mtl_cli.engine.trainer import Trainer, TrainerSettings
@@ -44,7 +46,7 @@ class Components:
     model: MultiTaskModel
     weighting: Weighting
     optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    scheduler: torch.optim.lr_scheduler.LRScheduler | PerStepSchedule | None
     train_loader: DataLoader
     val_loader: DataLoader
     device: torch.device
@@ -71,11 +73,17 @@ def build_optimizer(cfg: DictConfig, params: Sequence[dict]) -> torch.optim.Opti
     return torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
 
 
-def build_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """A per-epoch learning-rate schedule (or none)."""
+def build_scheduler(
+    cfg: DictConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler | PerStepSchedule | None:
+    """The learning-rate schedule: ``cosine`` per optimiser step after ``optim.warmup_steps`` of
+    linear warm-up, ``step`` per epoch, or none."""
     name = cfg.optim.scheduler.value
     if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.trainer.epochs)
+        total = cfg.trainer.epochs * steps_per_epoch
+        if cfg.trainer.max_steps is not None:
+            total = min(total, cfg.trainer.max_steps)
+        return PerStepSchedule(optimizer, WarmupCosine(total, cfg.optim.warmup_steps))
     if name == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.optim.step_size, gamma=cfg.optim.gamma)
     return None
@@ -105,7 +113,6 @@ def build_components(cfg: DictConfig) -> Components:
     if extra:
         groups.append({"params": extra, "weight_decay": 0.0})
     optimizer = build_optimizer(cfg, groups)
-    scheduler = build_scheduler(cfg, optimizer)
     collate = MultiTaskCollate(tasks)
     options = loader_options(trainer_cfg.num_workers, trainer_cfg.prefetch_factor, device)
     sampler = distributed.train_sampler(train_set, trainer_cfg.seed)
@@ -118,6 +125,7 @@ def build_components(cfg: DictConfig) -> Components:
         collate_fn=collate,
         **options,
     )
+    scheduler = build_scheduler(cfg, optimizer, math.ceil(len(train_loader) / trainer_cfg.accumulate))
     val_loader = DataLoader(
         val_set,
         batch_size=trainer_cfg.batch_size,
