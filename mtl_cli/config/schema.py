@@ -177,10 +177,11 @@ RelationConfig = dataclasses.dataclass(init=False, repr=False, eq=False)(
 @dataclass
 class OptimConfig:
     name: OptimizerName = OptimizerName.adam
-    lr: float = 1e-3
+    lr: float = 3e-3
     weight_decay: float = 0.0
     momentum: float = 0.9
-    scheduler: SchedulerName = SchedulerName.cosine
+    scheduler: SchedulerName = SchedulerName.cosine  # cosine: per optimiser step, after the warm-up
+    warmup_steps: int = 20  # cosine: optimiser steps of linear warm-up
     step_size: int = 10
     gamma: float = 0.1
 
@@ -190,7 +191,7 @@ class TrainerConfig:
     """The training loop (``trainer.*``); ``configs/trainer/default.yaml`` changes none of these."""
 
     epochs: int = 3
-    batch_size: int = 64
+    batch_size: int = 32
     device: Device = Device.auto  # auto | cpu | cuda
     seed: int = 0
     num_workers: int = 0

@@ -62,6 +62,8 @@ def validate(cfg: DictConfig) -> DictConfig:
     _validate_data(cfg.data)
     if not cfg.optim.lr > 0:
         raise UserError(f"optim.lr={cfg.optim.lr}: the learning rate must be > 0")
+    if cfg.optim.warmup_steps < 0:
+        raise UserError(f"optim.warmup_steps={cfg.optim.warmup_steps}: must be >= 0")
     if cfg.optim.weight_decay < 0:
         raise UserError(f"optim.weight_decay={cfg.optim.weight_decay}: must be >= 0")
     _check_relation(cfg.relation, task_names)

@@ -8,6 +8,8 @@ training wraps the model in DDP.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -92,7 +94,6 @@ def build_components(cfg: DictConfig) -> Components:
     model = build_model(cfg, tasks).to(device)
     weighting = build_weighting_method(cfg, tasks, device)
     optimizer = build_optimizer(cfg, parameter_groups(model, weighting))
-    scheduler = build_scheduler(cfg, optimizer)
     collate = MultiTaskCollate(tasks)
     options = loader_options(trainer_cfg.num_workers, trainer_cfg.prefetch_factor, device)
     sampler = distributed.train_sampler(train_set, trainer_cfg.seed)
@@ -105,6 +106,7 @@ def build_components(cfg: DictConfig) -> Components:
         collate_fn=collate,
         **options,
     )
+    scheduler = build_scheduler(cfg, optimizer, math.ceil(len(train_loader) / trainer_cfg.accumulate))
     val_loader = _val_loader(cfg, val_set, collate, options)
     train_model = training_module(
         model,

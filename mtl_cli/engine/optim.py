@@ -7,8 +7,10 @@ from typing import Callable, Sequence
 import torch
 from omegaconf import DictConfig
 
+from mtl_cli.engine.schedule import PerStepSchedule, WarmupCosine
+
 Optimizer = torch.optim.Optimizer
-Scheduler = torch.optim.lr_scheduler.LRScheduler
+Scheduler = torch.optim.lr_scheduler.LRScheduler | PerStepSchedule
 
 # Each takes the parameter groups and the ``optim`` section.
 OPTIMIZERS: dict[str, Callable[[Sequence[dict], DictConfig], Optimizer]] = {
@@ -19,11 +21,25 @@ OPTIMIZERS: dict[str, Callable[[Sequence[dict], DictConfig], Optimizer]] = {
     ),
 }
 
-# Each takes the optimiser and the whole config; stepped once per epoch.
-SCHEDULERS: dict[str, Callable[[Optimizer, DictConfig], Scheduler | None]] = {
-    "none": lambda optimizer, cfg: None,
-    "cosine": lambda optimizer, cfg: torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.trainer.epochs),
-    "step": lambda optimizer, cfg: torch.optim.lr_scheduler.StepLR(
+
+
+def _total_steps(cfg: DictConfig, steps_per_epoch: int) -> int:
+    """The optimiser steps the run will take (``trainer.max_steps`` caps them)."""
+    total = cfg.trainer.epochs * steps_per_epoch
+    if cfg.trainer.max_steps is not None:
+        total = min(total, cfg.trainer.max_steps)
+    return total
+
+
+# Each takes the optimiser, the whole config and the optimiser steps per epoch. ``cosine``
+# moves with every optimiser step (after ``optim.warmup_steps`` of linear warm-up); ``step``
+# is stepped once per epoch.
+SCHEDULERS: dict[str, Callable[[Optimizer, DictConfig, int], Scheduler | None]] = {
+    "none": lambda optimizer, cfg, steps: None,
+    "cosine": lambda optimizer, cfg, steps: PerStepSchedule(
+        optimizer, WarmupCosine(_total_steps(cfg, steps), cfg.optim.warmup_steps)
+    ),
+    "step": lambda optimizer, cfg, steps: torch.optim.lr_scheduler.StepLR(
         optimizer, step_size=cfg.optim.step_size, gamma=cfg.optim.gamma
     ),
 }
@@ -34,6 +50,6 @@ def build_optimizer(cfg: DictConfig, groups: Sequence[dict]) -> Optimizer:
     return OPTIMIZERS[cfg.optim.name.value](groups, cfg.optim)
 
 
-def build_scheduler(cfg: DictConfig, optimizer: Optimizer) -> Scheduler | None:
-    """The per-epoch learning-rate schedule ``optim.scheduler`` names (``None`` for ``none``)."""
-    return SCHEDULERS[cfg.optim.scheduler.value](optimizer, cfg)
+def build_scheduler(cfg: DictConfig, optimizer: Optimizer, steps_per_epoch: int) -> Scheduler | None:
+    """The learning-rate schedule ``optim.scheduler`` names (``None`` for ``none``)."""
+    return SCHEDULERS[cfg.optim.scheduler.value](optimizer, cfg, steps_per_epoch)

@@ -23,6 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from mtl_cli.engine import distributed
 from mtl_cli.engine.callbacks.base import Callback, EpochRecord, StepRecord
 from mtl_cli.engine.evaluate import evaluate
+from mtl_cli.engine.optim import Scheduler
 from mtl_cli.engine.precision import Precision
 from mtl_cli.engine.rng import capture_rng_state, restore_rng_state
 from mtl_cli.engine.speed import memory_format
@@ -65,7 +66,7 @@ class Components:
     model: MultiTaskModel
     weighting: Weighting
     optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    scheduler: Scheduler | None
     train_loader: Iterable[Mapping[str, Any]]
     val_loader: Iterable[Mapping[str, Any]]
     device: torch.device

@@ -1,73 +1,111 @@
-"""Task heads: global-pool + linear for image-level tasks, a light decoder for dense ones.
+"""Task heads on multi-scale features: pooling + linear for image-level tasks, a decoder for dense ones.
 
-A dense head is a ``DenseDecoder`` (the part ``shared_weights`` shares between tasks)
-followed by a ``DenseProjection`` (the task's own output layer).
+Every head reads a list of feature maps, shallow (high resolution) to deep (low
+resolution): the outputs of the backbone stages its task sees. An image-level head
+fuses them with its own decoder and pools the result. A dense head is a ``DenseDecoder`` (a light feature pyramid that
+fuses all the scales; the part ``shared_weights`` shares between tasks) followed by a
+``DenseProjection`` (the task's own output layer).
 """
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-class ImageHead(nn.Module):
-    """Global average and max pooling, concatenated, followed by one linear layer.
+def _conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
-    Max pooling keeps the response of small objects that averaging over the whole
-    image would dilute.
-    """
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__()
-        self.fc = nn.Linear(2 * in_channels, out_channels)
-
-    def forward(self, features: Tensor, out_size: tuple[int, int]) -> Tensor:
-        pooled = torch.cat([features.mean(dim=(2, 3)), features.amax(dim=(2, 3))], dim=1)
-        return self.fc(pooled)
+def _conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
 class DenseDecoder(nn.Module):
-    """Two conv blocks with one 2x upsampling between them; ``out_channels = max(mid // 2, 8)``."""
+    """A light feature pyramid over every scale it is given; output at the finest scale.
 
-    def __init__(self, in_channels: int, mid_channels: int) -> None:
+    Top-down: the deepest map goes through a 1x1 lateral convolution and a 3x3 block;
+    at each shallower scale the running map is upsampled (bilinear), added to that
+    scale's lateral, and refined by a 3x3 block. All maps are ``out_channels`` wide,
+    ``out_channels = max(mid_channels // 2, 8)``.
+    """
+
+    def __init__(self, in_channels: Sequence[int], mid_channels: int) -> None:
         super().__init__()
+        if not in_channels:
+            raise ValueError("a dense decoder needs at least one input scale")
+        self.in_channels = list(in_channels)
         self.out_channels = max(mid_channels // 2, 8)
-        self.block1 = nn.Sequential(
-            nn.Conv2d(in_channels, mid_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(mid_channels),
-            nn.ReLU(inplace=True),
-        )
-        self.block2 = nn.Sequential(
-            nn.Conv2d(mid_channels, self.out_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(self.out_channels),
-            nn.ReLU(inplace=True),
-        )
+        width = self.out_channels
+        self.laterals = nn.ModuleList(nn.Conv2d(c, width, 1) for c in self.in_channels)
+        self.blocks = nn.ModuleList(_conv_bn_relu(width, width) for _ in self.in_channels)
 
-    def forward(self, features: Tensor) -> Tensor:
-        x = self.block1(features)
-        x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
-        return self.block2(x)
+    def forward(self, features: Sequence[Tensor]) -> Tensor:
+        if len(features) != len(self.laterals):
+            raise ValueError(f"the decoder takes {len(self.laterals)} feature maps, got {len(features)}")
+        x = self.blocks[-1](self.laterals[-1](features[-1]))
+        for i in range(len(features) - 2, -1, -1):
+            skip = self.laterals[i](features[i])
+            if x.shape[-2:] != skip.shape[-2:]:
+                x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = self.blocks[i](x + skip)
+        return x
+
+
+class ImageHead(nn.Module):
+    """Global average and max pooling of a feature map, concatenated, then one linear layer.
+
+    Given several scales it first fuses them with its own ``DenseDecoder`` and pools the
+    fused finest map: an image-level label that depends on how much of the image each
+    kind of object covers (the shapes ``cls`` label) needs per-pixel evidence, which the
+    deepest, coarsest map alone does not keep. Given one map it pools that map. Max
+    pooling keeps the response of small objects that averaging would dilute.
+    """
+
+    def __init__(self, in_channels: Sequence[int], mid_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.decoder = DenseDecoder(in_channels, mid_channels) if len(in_channels) > 1 else None
+        width = self.decoder.out_channels if self.decoder is not None else in_channels[0]
+        self.fc = nn.Linear(2 * width, out_channels)
+
+    def forward(self, features: Sequence[Tensor], out_size: tuple[int, int]) -> Tensor:
+        x = self.decoder(features) if self.decoder is not None else features[-1]
+        pooled = torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], dim=1)
+        return self.fc(pooled)
 
 
 class DenseProjection(nn.Module):
-    """A 1x1 convolution to the task's channels, then bilinear resizing to ``out_size``."""
+    """A 1x1 convolution of the finest feature map to the task's channels, resized to ``out_size``.
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    The output is ``offset + scale * conv(x)``: a task whose targets sit far from zero
+    (depth) starts at its typical value and moves in units of its spread.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, offset: float = 0.0, scale: float = 1.0) -> None:
         super().__init__()
         self.out = nn.Conv2d(in_channels, out_channels, 1)
+        self.offset = offset
+        self.scale = scale
 
-    def forward(self, features: Tensor, out_size: tuple[int, int]) -> Tensor:
-        return F.interpolate(self.out(features), size=out_size, mode="bilinear", align_corners=False)
+    def forward(self, features: Sequence[Tensor], out_size: tuple[int, int]) -> Tensor:
+        x = self.out(features[0])
+        if self.scale != 1.0 or self.offset != 0.0:
+            x = x * self.scale + self.offset
+        return F.interpolate(x, size=out_size, mode="bilinear", align_corners=False)
 
 
 class DenseHead(nn.Module):
-    """A ``DenseDecoder`` then a ``DenseProjection``: one dense task's own decoder."""
+    """A ``DenseDecoder`` over all the given scales, then a ``DenseProjection``: one dense task's own head."""
 
-    def __init__(self, in_channels: int, mid_channels: int, out_channels: int) -> None:
+    def __init__(
+        self, in_channels: Sequence[int], mid_channels: int, out_channels: int, offset: float = 0.0, scale: float = 1.0
+    ) -> None:
         super().__init__()
         self.decoder = DenseDecoder(in_channels, mid_channels)
-        self.projection = DenseProjection(self.decoder.out_channels, out_channels)
+        self.projection = DenseProjection(self.decoder.out_channels, out_channels, offset, scale)
 
-    def forward(self, features: Tensor, out_size: tuple[int, int]) -> Tensor:
-        return self.projection(self.decoder(features), out_size)
+    def forward(self, features: Sequence[Tensor], out_size: tuple[int, int]) -> Tensor:
+        return self.projection([self.decoder(features)], out_size)

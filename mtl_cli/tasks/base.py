@@ -45,6 +45,8 @@ class Task(abc.ABC):
     primary_metric: ClassVar[str]
     losses: ClassVar[tuple[str, ...]] = ("default",)
     needs_num_classes: ClassVar[bool] = False
+    output_offset: float = 0.0
+    output_scale: float = 1.0
 
     def __init__(self, name: str, settings: Mapping[str, Any]) -> None:
         self.name = name
@@ -70,13 +72,17 @@ class Task(abc.ABC):
     def metrics(self) -> MetricAccumulator:
         """A fresh validation-metric accumulator."""
 
-    def build_head(self, in_channels: int) -> nn.Module:
-        """The task-specific output head on top of a feature map with ``in_channels``."""
+    def build_head(self, in_channels: Sequence[int]) -> nn.Module:
+        """The task-specific output head on feature maps with ``in_channels`` (shallow to deep).
+
+        A dense head fuses all of them; an image-level head fuses them too, then pools. A dense
+        output starts at ``output_offset`` and moves in units of ``output_scale``.
+        """
         from mtl_cli.models.heads import DenseHead, ImageHead
 
         if self.dense:
-            return DenseHead(in_channels, self.head_channels, self.out_channels)
-        return ImageHead(in_channels, self.out_channels)
+            return DenseHead(in_channels, self.head_channels, self.out_channels, self.output_offset, self.output_scale)
+        return ImageHead(in_channels, self.head_channels, self.out_channels)
 
     # ------------------------------------------------------------------ labels (class level)
     label_suffixes: ClassVar[tuple[str, ...]] = (".npy",)

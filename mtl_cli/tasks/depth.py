@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from mtl_cli.data.checks import DataFileError, check_array
+from mtl_cli.errors import UserError
 from mtl_cli.tasks.base import Picture, Task, map_target, masked_mean, sample_mask
 from mtl_cli.tasks.geometry import Geometry
 from mtl_cli.tasks.labels import LabelSpec
@@ -20,7 +22,9 @@ class DepthTask(Task):
 
     Target: float32 ``[1, H, W]`` in metres (0 = invalid), stored as an ``[H, W]`` /
     ``[H, W, 1]`` float ``.npy`` or a 16-bit PNG divided by ``data.tasks.<name>.png_scale``
-    (default 1000: millimetres). Zooming in by ``s`` brings the scene ``s`` times closer, so
+    (default 1000: millimetres). ``mean`` and ``std`` (the data's typical depth and its
+    spread, default 0 and 1) set where the head's output starts and its unit, so it need
+    not learn the scale of the targets from zero. Zooming in by ``s`` brings the scene ``s`` times closer, so
     depth is divided by ``s`` (inverse depth, ``data.tasks.<name>.inverse: true``, multiplied).
     """
 
@@ -29,6 +33,13 @@ class DepthTask(Task):
     primary_metric = "abs_err"
     losses = ("l1", "l2", "default")
     label_suffixes = (".npy", ".png")
+
+    def __init__(self, name: str, settings: Mapping[str, Any]) -> None:
+        super().__init__(name, settings)
+        self.output_offset = float(self.settings.get("mean", 0.0))
+        self.output_scale = float(self.settings.get("std", 1.0))
+        if self.output_scale <= 0:
+            raise UserError(f"tasks.{name}.std={self.output_scale}: the depth spread must be positive")
 
     @property
     def out_channels(self) -> int:

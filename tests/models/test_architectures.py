@@ -6,8 +6,10 @@ import csv
 
 import pytest
 import torch
+from torch import nn
 
 from mtl_cli.errors import UserError
+from mtl_cli.models.architectures.common import run_stages
 from mtl_cli.models.architectures.cross_stitch import CrossStitchUnit
 from models.helpers import ARCHS, batch, losses, model
 
@@ -60,11 +62,10 @@ def test_shared_layers_branching_at_the_very_end_is_shared_weights(combo):
     weights = model("shared_weights", combo).parameter_counts()
     assert model("shared_layers", combo, branch_at="decoder").parameter_counts() == weights
     assert model("shared_layers", combo, branch_at="3").parameter_counts() == weights  # small_cnn: 3 = decoder
-    # Branching after the backbone instead gives each dense task its own decoder.
+    # Branching after the backbone instead gives every task its own decoder (image-level ones pool it).
     per_task = model("shared_layers", combo).parameter_counts()
     decoder = model("shared_weights", combo).decoder
-    dense = sum(name in ("seg", "depth") for name in combo)
-    assert per_task["total"] - weights["total"] == (dense - 1) * sum(p.numel() for p in decoder.parameters())
+    assert per_task["total"] - weights["total"] == (len(combo) - 1) * sum(p.numel() for p in decoder.parameters())
 
 
 def test_shared_weights_keeps_only_output_projections_per_task():
@@ -88,7 +89,7 @@ def test_cross_stitch_at_identity_is_independent_columns():
     images = batch(combo)["image"]
     preds = net(images)
     for name in combo:
-        alone = net.heads[name](net.columns[name](images), (32, 32))
+        alone = net.heads[name](run_stages(net.columns[name], images), (32, 32))
         torch.testing.assert_close(preds[name], alone, rtol=0, atol=1e-6)
     mixed = model("cross_stitch", combo, stitch_init=0.9)
     mixed.load_state_dict(net.state_dict() | {k: v for k, v in mixed.state_dict().items() if "stitches" in k})
@@ -122,7 +123,8 @@ def test_mmoe_with_one_expert_is_shared_bottom_plus_that_expert():
     net = model("mmoe", ("cls", "seg"), num_experts=1)
     images = batch(("cls", "seg"))["image"]
     preds = net(images)
-    features = net.experts[0](net.bottom(images))
+    bottom = run_stages(net.bottom, images)
+    features = [*bottom, *run_stages(net.experts[0], bottom[-1])]
     for name in ("cls", "seg"):
         torch.testing.assert_close(preds[name], net.heads[name](features, (32, 32)))
 
@@ -149,11 +151,9 @@ def test_mtan_with_open_masks_is_the_shared_backbone():
                 bn.bias.fill_(30.0)
     images = batch(("cls", "seg"))["image"]
     preds = net(images)
-    x = images
-    for inner, last in zip(net.inner, net.last):
-        x = last(inner(x))
+    outputs = run_stages([nn.Sequential(inner, last) for inner, last in zip(net.inner, net.last)], images)
     for name in ("cls", "seg"):
-        torch.testing.assert_close(preds[name], net.heads[name](x, (32, 32)))
+        torch.testing.assert_close(preds[name], net.heads[name](outputs, (32, 32)))
 
 
 def test_mtan_refuses_a_backbone_with_single_block_stages():

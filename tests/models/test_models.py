@@ -35,7 +35,8 @@ def test_predictions_have_task_shapes():
     assert out["normals"].shape == (2, 3, 32, 32)
     assert out["edges"].shape == (2, 1, 32, 32)
     assert out["multilabel"].shape == (2, 4)
-    assert features.shape[1] == 32
+    # dense heads read every shared stage (skip connections): the representation packs them all
+    assert features.shape == (2, 8 * 16 * 16 + 16 * 8 * 8 + 32 * 4 * 4)
 
 
 def test_branch_point_copies_later_stages_per_task():

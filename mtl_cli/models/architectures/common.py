@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from mtl_cli.errors import UserError
 from mtl_cli.models.backbones import Backbone
@@ -44,3 +45,25 @@ def stage_copies(backbone: Backbone, make_backbone: BackboneFactory, start: int,
     sources = [backbone] + [make_backbone() for _ in range(count - 1)]
     return [nn.Sequential(*source.stages[start:]) for source in sources[:count]]
 
+
+
+def run_stages(stages: Iterable[nn.Module], x: Tensor) -> list[Tensor]:
+    """The output of every stage of ``stages`` applied in order to ``x``."""
+    outputs = []
+    for stage in stages:
+        x = stage(x)
+        outputs.append(x)
+    return outputs
+
+
+def pack(tensors: Sequence[Tensor]) -> tuple[Tensor, list[Tensor]]:
+    """One ``[B, D]`` tensor holding ``tensors`` (all batch first), and views of it shaped like them.
+
+    A model whose heads read several shared feature maps computes them from the views,
+    so the packed tensor is a single shared representation: the gradient of the losses
+    with respect to it holds the gradient with respect to every one of the maps.
+    """
+    flat = torch.cat([t.flatten(1) for t in tensors], dim=1)
+    sizes = [t[0].numel() for t in tensors]
+    views = [v.view(t.shape) for v, t in zip(flat.split(sizes, dim=1), tensors)]
+    return flat, views

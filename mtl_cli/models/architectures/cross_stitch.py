@@ -41,8 +41,9 @@ class CrossStitchModel(MultiTaskModel):
 
     Task block: the task's column and head. Shared: the cross-stitch units (every task's
     gradient also reaches the other columns through them, in proportion to the mixing
-    weights). Shared features: the column outputs of the last stage stacked as
-    ``[B, k, C, H, W]``, which the last unit mixes into every task's head input.
+    weights). A task's head reads the mixed output of its column at every stage.
+    Shared features: the column outputs of the last stage stacked as ``[B, k, C, H, W]``,
+    which the last unit mixes into every task's head input.
     """
 
     per_task_modules = ("columns", "heads")
@@ -57,17 +58,20 @@ class CrossStitchModel(MultiTaskModel):
         columns = stage_copies(backbone, make_backbone, 0, len(tasks))
         self.columns = nn.ModuleDict({t.name: column for t, column in zip(tasks, columns)})
         self.stitches = nn.ModuleList(CrossStitchUnit(len(tasks), stitch_init) for _ in self.stage_names)
-        self.heads = nn.ModuleDict({t.name: t.build_head(backbone.out_channels) for t in tasks})
+        self.heads = nn.ModuleDict({t.name: t.build_head(backbone.stage_channels) for t in tasks})
 
     def forward(self, images: Tensor, return_features: bool = False):  # type: ignore[override]
         inputs = [images] * len(self.task_names)
         stacked = images
+        outputs: list[list[Tensor]] = [[] for _ in self.task_names]
         for s, stitch in enumerate(self.stitches):
             stacked = torch.stack([self.columns[t][s](x) for t, x in zip(self.task_names, inputs)], dim=1)
             mixed = stitch(stacked)
             inputs = mixed.unbind(dim=1)
+            for seen, x in zip(outputs, inputs):
+                seen.append(x)
         size = (images.shape[-2], images.shape[-1])
-        preds = {t: self.heads[t](x, size) for t, x in zip(self.task_names, inputs)}
+        preds = {t: self.heads[t](seen, size) for t, seen in zip(self.task_names, outputs)}
         return (preds, stacked) if return_features else preds
 
     def mixing_matrices(self) -> list[Tensor]:

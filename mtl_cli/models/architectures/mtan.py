@@ -5,7 +5,8 @@ shared network gives the inner features u_s and the stage output p_s; task t's a
 module turns ``[u_s, g_t(a_t(s-1))]`` into a sigmoid mask and keeps ``a_t(s) = mask * p_s``,
 where ``g_t`` (average pooling to the stage's resolution, then a 3x3 conv) carries the
 task's previous attended features to this stage.
-The task's head reads ``a_t(last stage)``.
+The task's head reads ``a_t(s)`` of every stage (a dense head fuses them; an image-level
+head pools the last).
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ class MTANModel(MultiTaskModel):
         self.attention = nn.ModuleDict(
             {t.name: TaskAttention(inner_channels, backbone.stage_channels) for t in tasks}
         )
-        self.heads = nn.ModuleDict({t.name: t.build_head(backbone.out_channels) for t in tasks})
+        self.heads = nn.ModuleDict({t.name: t.build_head(backbone.stage_channels) for t in tasks})
 
     @torch.no_grad()
     def _inner_channels(self) -> list[int]:
@@ -115,12 +116,13 @@ class MTANModel(MultiTaskModel):
 
     def forward(self, images: Tensor, return_features: bool = False):  # type: ignore[override]
         x = images
-        attended: dict[str, Tensor | None] = {t: None for t in self.task_names}
+        attended: dict[str, list[Tensor]] = {t: [] for t in self.task_names}
         for s, (inner, last) in enumerate(zip(self.inner, self.last)):
             u = inner(x)
             x = last(u)
             for t in self.task_names:
-                attended[t] = self.attention[t](s, u, x, attended[t])
+                previous = attended[t][-1] if attended[t] else None
+                attended[t].append(self.attention[t](s, u, x, previous))
         size = (images.shape[-2], images.shape[-1])
         preds = {t: self.heads[t](attended[t], size) for t in self.task_names}
         return (preds, x) if return_features else preds

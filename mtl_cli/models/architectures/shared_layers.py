@@ -12,7 +12,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from mtl_cli.models.architectures.common import BackboneFactory, resolve_branch, stage_copies
+from mtl_cli.models.architectures.common import BackboneFactory, pack, resolve_branch, run_stages, stage_copies
 from mtl_cli.models.base import MultiTaskModel
 from mtl_cli.models.heads import DenseDecoder, DenseProjection, ImageHead
 from mtl_cli.tasks import Task
@@ -23,11 +23,15 @@ DECODER = "decoder"
 class SharedLayersModel(MultiTaskModel):
     """Stages up to ``branch_at`` are shared; later stages are copied per task; one head per task.
 
-    Shared features: the trunk's output (the input of every task's branch). With the
-    decoder shared (and at least one dense task) every task reads the decoder's output:
-    dense tasks through a 1x1 convolution, image-level tasks through global
-    pooling (``ImageHead``); the shared features are then the decoder's output. The
-    shared decoder is as wide as the widest ``tasks.<t>.head_channels`` of the dense tasks.
+    A task's head reads the outputs of all the stages it passes through, shared and own:
+    every head fuses them all (skip connections); an image-level head then pools.
+    Shared features: the shared stage outputs the task blocks read, packed into one
+    ``[B, D]`` tensor (``common.pack``) when there are several (every head reads every
+    one), else the trunk's output. With the decoder shared (and at least one dense task)
+    every task reads the decoder's output: dense tasks through a 1x1 convolution,
+    image-level tasks through global pooling (``ImageHead``); the shared features are
+    then the decoder's output. The shared decoder is as wide as the widest
+    ``tasks.<t>.head_channels`` of the dense tasks.
     """
 
     per_task_modules = ("branches", "heads")
@@ -38,7 +42,7 @@ class SharedLayersModel(MultiTaskModel):
         backbone = make_backbone()
         stages = len(backbone.stage_names)
         cut = resolve_branch([*backbone.stage_names, DECODER], branch_at, default=stages)
-        channels = backbone.out_channels
+        channels = backbone.stage_channels
         tails = stage_copies(backbone, make_backbone, min(cut, stages), len(tasks))
         self.trunk = nn.Sequential(*backbone.stages[: min(cut, stages)])
         self.branches = nn.ModuleDict({t.name: tail for t, tail in zip(tasks, tails)})
@@ -50,17 +54,27 @@ class SharedLayersModel(MultiTaskModel):
             width = self.decoder.out_channels
             self.heads = nn.ModuleDict(
                 {
-                    t.name: DenseProjection(width, t.out_channels) if t.dense else ImageHead(width, t.out_channels)
+                    t.name: DenseProjection(width, t.out_channels, t.output_offset, t.output_scale)
+                    if t.dense
+                    else ImageHead([width], t.head_channels, t.out_channels)
                     for t in tasks
                 }
             )
 
     def forward(self, images: Tensor, return_features: bool = False):  # type: ignore[override]
-        features = self.trunk(images)
-        if self.decoder is not None:
-            features = self.decoder(features)
         size = (images.shape[-2], images.shape[-1])
-        preds = {name: self.heads[name](self.branches[name](features), size) for name in self.task_names}
+        shared = run_stages(self.trunk, images)
+        if self.decoder is not None:
+            fused = self.decoder(shared)
+            preds = {name: self.heads[name]([fused], size) for name in self.task_names}
+            return (preds, fused) if return_features else preds
+        features = shared[-1]
+        if return_features and len(shared) > 1:
+            features, shared = pack(shared)
+        preds = {}
+        for name in self.task_names:
+            own = run_stages(self.branches[name], shared[-1]) if len(self.branches[name]) else []
+            preds[name] = self.heads[name]([*shared, *own], size)
         return (preds, features) if return_features else preds
 
 
