@@ -6,7 +6,7 @@ import contextlib
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from mtl_cli.tasks import Task
 
@@ -40,6 +40,23 @@ def evaluate(
     for name, acc in accumulators.items():
         acc.sync()
         results[name] = acc.compute()
+    return results
+
+
+def trivial_metrics(tasks: Sequence[Task], loader: Iterable[Mapping]) -> dict[str, dict[str, float]]:
+    """``{task: metrics of its trivial predictor}`` (``Task.trivial_metrics``) on the labels of ``loader``.
+
+    In a multi-process run each rank uses its shard's labels.
+    """
+    targets: dict[str, list[Tensor]] = {task.name: [] for task in tasks}
+    for batch in loader:
+        for task in tasks:
+            targets[task.name].append(batch[task.name])
+    results = {}
+    for task in tasks:
+        values = task.trivial_metrics(targets[task.name])
+        if values is not None:
+            results[task.name] = values
     return results
 
 

@@ -14,7 +14,7 @@ from mtl_cli.commands import resume_command
 from mtl_cli.engine import distributed
 from mtl_cli.engine.build import build_trainer
 from mtl_cli.engine.environment import peak_memory_mb
-from mtl_cli.engine.evaluate import metric_directions
+from mtl_cli.engine.evaluate import metric_directions, trivial_metrics
 from mtl_cli.engine.provenance import environment_record
 from mtl_cli.engine.records import config_record
 from mtl_cli.engine.resume import ResumePoint
@@ -107,6 +107,7 @@ def train_run(
         params=trainer.model.parameter_counts(),
         weighting={"name": cfg.weighting.name, **trainer.weighting.summary_extras()},
         peak_memory_mb=float(peak),  # the largest over ranks
+        trivial_metrics=trivial_metrics(trainer.tasks, trainer.val_loader),
     )
     if trainer.relation is not None:
         summary["relations"] = trainer.relation.summary()

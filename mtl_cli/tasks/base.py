@@ -72,6 +72,29 @@ class Task(abc.ABC):
     def metrics(self) -> MetricAccumulator:
         """A fresh validation-metric accumulator."""
 
+    def trivial_output(self, targets: Sequence[Tensor]) -> Tensor | None:
+        """The raw output ``[C]`` of the best input-independent predictor for ``targets``.
+
+        The trivial baseline a trained head must beat (majority class, mean depth, ...),
+        computed from the labels themselves; ``None`` when the kind defines none.
+        """
+        return None
+
+    def trivial_metrics(self, targets: Sequence[Tensor]) -> dict[str, float] | None:
+        """The metrics of ``trivial_output`` (the same output for every image and pixel) on ``targets``."""
+        constant = self.trivial_output(targets)
+        if constant is None:
+            return None
+        accumulator = self.metrics()
+        for target in targets:
+            if self.dense:
+                shape = (target.shape[0], constant.numel(), *target.shape[-2:])
+                pred = constant.float().view(1, -1, 1, 1).expand(shape)
+            else:
+                pred = constant.float().view(1, -1).expand(target.shape[0], -1)
+            accumulator.update(pred.contiguous(), target)
+        return accumulator.compute()
+
     def build_head(self, in_channels: Sequence[int]) -> nn.Module:
         """The task-specific output head on feature maps with ``in_channels`` (shallow to deep).
 

@@ -37,6 +37,13 @@ class ClassificationTask(Task):
             target = target.masked_fill(~valid, -1)
         return F.cross_entropy(pred.float(), target, ignore_index=-1)
 
+    def trivial_output(self, targets: Sequence[Tensor]) -> Tensor:
+        """The most frequent class (``the majority class``)."""
+        labels = torch.cat([t.reshape(-1) for t in targets]).long()
+        labels = labels[labels >= 0]
+        counts = torch.bincount(labels, minlength=self.num_classes)[: self.num_classes]
+        return F.one_hot(counts.argmax(), self.num_classes).float()
+
     def metrics(self) -> ClassificationMetrics:
         return ClassificationMetrics(self.num_classes)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -51,6 +51,11 @@ class DepthTask(Task):
         if self.loss_name == "l2":
             return masked_mean(0.5 * diff.square(), mask)
         return masked_mean(diff.abs(), mask)
+
+    def trivial_output(self, targets: Sequence[Tensor]) -> Tensor:
+        """The mean depth of the valid pixels."""
+        values = torch.cat([t[t > 0] for t in targets])
+        return values.float().mean().reshape(1) if values.numel() else torch.zeros(1)
 
     def metrics(self) -> DepthMetrics:
         return DepthMetrics()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -36,6 +37,13 @@ class NormalsTask(Task):
         mask = (target.abs().sum(dim=1) > 0) & sample_mask(valid, target[:, 0])
         cos = (F.normalize(pred.float(), dim=1) * target).sum(dim=1)
         return masked_mean(1.0 - cos, mask)
+
+    def trivial_output(self, targets: Sequence[Tensor]) -> Tensor:
+        """The mean normal of the valid pixels (unit length)."""
+        total = torch.zeros(3)
+        for t in targets:
+            total += t.float().sum(dim=(0, 2, 3))  # invalid pixels are zero vectors
+        return F.normalize(total, dim=0) if total.norm() > 0 else torch.tensor([0.0, 0.0, 1.0])
 
     def metrics(self) -> NormalsMetrics:
         return NormalsMetrics()
