@@ -20,6 +20,7 @@ from mtl_cli.reporting.deltam import (
 )
 from mtl_cli.reporting.pareto import plot_pareto
 from mtl_cli.reporting.runs import RunRecord, load_runs, name_runs
+from mtl_cli.reporting.seeds import SEED_KEY, SeedGroup, group_by_seed, mean_std
 
 DELTA_M = "delta_m"
 MISSING = "—"
@@ -78,7 +79,42 @@ class Report:
         value = self.value(row, key)
         if not math.isfinite(value):
             return MISSING
-        return f"{value:+.2f}" if key == DELTA_M else f"{value:.4f}"
+        if key == DELTA_M:
+            return f"{value:+.2f}"
+        trivial = row.run.trivial(key)
+        return f"{value:.4f} ({trivial:.4f})" if math.isfinite(trivial) else f"{value:.4f}"
+
+    def seed_groups(self) -> list[SeedGroup]:
+        """Completed runs that differ only in ``trainer.seed``, one group per configuration."""
+        others = [k for k in self.swept if k != SEED_KEY]
+        return group_by_seed(
+            self.rows, lambda row: ", ".join(f"{k}={row.run.overrides.get(k, MISSING)}" for k in others) or row.run.name
+        )
+
+    def _seed_cell(self, group: SeedGroup, key: str) -> str:
+        mean, std, count = mean_std([self.value(r, key) for r in group.rows])
+        if count == 0:
+            return MISSING
+        digits = 2 if key == DELTA_M else 4
+        text = f"{mean:+.{digits}f} ± {std:.{digits}f}" if key == DELTA_M else f"{mean:.{digits}f} ± {std:.{digits}f}"
+        if key != DELTA_M:
+            trivial, _, known = mean_std([r.run.trivial(key) for r in group.rows])
+            text += f" ({trivial:.4f})" if known else ""
+        return text + (f" [n={count}]" if count != len(group.rows) else "")
+
+    def seed_table(self) -> list[str]:
+        """Markdown lines: mean ± std over seeds of every metric and of Δm, when some configuration has several seeds."""
+        groups = self.seed_groups()
+        if not any(len(g.rows) > 1 for g in groups):
+            return []
+        keys = [*self.metrics, DELTA_M]
+        header = ["configuration", "seeds", *(self._header(k) for k in keys)]
+        lines = ["", "## Over seeds (mean ± std)", ""]
+        lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        for group in groups:
+            cells = [group.label, ",".join(group.seeds), *(self._seed_cell(group, k) for k in keys)]
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        return lines
 
     def markdown(self) -> str:
         n = len(self.rows)
@@ -90,6 +126,7 @@ class Report:
             cells += [self._cell(row, k) for k in [*self.metrics, DELTA_M]]
             cells.append(", ".join(f"{t}: {m.run.name}" for t, m in row.baselines.items()) or MISSING)
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        lines += self.seed_table()
         best = self.best()
         if best:
             lines += ["", "## Best runs", "", "| criterion | run | value |", "|---|---|---|"]
@@ -134,7 +171,9 @@ DELTA_M_RULE = (
     "Δm % = mean over every task metric of ±(M_run − M_baseline) / M_baseline × 100 (+ when higher is "
     "better, − when lower is better); the baseline of a task is the completed single-task run of that "
     "task whose config differs least from the run's (task selection, loss weights, monitor, resume and "
-    "sweep settings ignored)."
+    "sweep settings ignored), so each seed is compared with the same seed's baselines. A metric in "
+    "brackets is the task's trivial baseline on the same labels (majority class, background only, mean "
+    "depth, mean normal, all edges, label frequencies)."
 )
 
 

@@ -53,6 +53,12 @@ class RunRecord:
         """Validation metrics: of the last epoch (``final``) or of the best epoch (``best``)."""
         return self.summary.get("best_metrics" if which == "best" else "metrics", {}) or {}
 
+    def trivial(self, key: str) -> float:
+        """The trivial baseline of ``key`` (``summary.json`` ``trivial_metrics``); NaN when not recorded."""
+        task, metric = split_metric_key(key)
+        value = (self.summary.get("trivial_metrics") or {}).get(task, {}).get(metric)
+        return float(value) if value is not None else math.nan
+
     def value(self, key: str, which: str = "final") -> float:
         """``value("cls.accuracy")``; NaN when the run has no such metric."""
         task, metric = split_metric_key(key)
