@@ -63,6 +63,11 @@ class RelationRegularizer:
         return self.strength * total
 
     @torch.no_grad()
+    def value(self) -> float:
+        """Omega now, as a number (``metrics.csv`` column ``relation/omega``)."""
+        return float(self.penalty())
+
+    @torch.no_grad()
     def add_gradient(self, grad_scale: Tensor | None = None) -> None:
         """Add d Omega / d theta to every coupled parameter's ``.grad``.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 SEED_KEY = "trainer.seed"
 IGNORED = (SEED_KEY, "trainer.resume")

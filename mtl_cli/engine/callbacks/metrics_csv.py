@@ -1,4 +1,5 @@
-"""``metrics.csv``: one row per epoch (train losses, mean weights, validation metrics)."""
+"""``metrics.csv``: one row per epoch (train losses, mean weights, validation metrics, and
+the relation regulariser's Omega at the epoch's end when ``relation.lambda > 0``)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ class MetricsCSV(Callback):
         row.update({f"train/{t}_loss": v for t, v in record.losses.items()})
         row.update({f"weight/{t}": v for t, v in record.weights.items()})
         row.update(flatten_metrics(record.metrics))
+        if trainer.relation is not None and trainer.relation.regularizer is not None:
+            row["relation/omega"] = trainer.relation.regularizer.value()
         trainer.state.history.append(row)
         assert self.log is not None  # opened in on_fit_start
         self.log.append(row)
