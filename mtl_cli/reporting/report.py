@@ -91,7 +91,7 @@ class Report:
             self.rows, lambda row: ", ".join(f"{k}={row.run.overrides.get(k, MISSING)}" for k in others) or row.run.name
         )
 
-    def _seed_cell(self, group: SeedGroup, key: str) -> str:
+    def seed_cell(self, group: SeedGroup, key: str) -> str:
         mean, std, count = mean_std([self.value(r, key) for r in group.rows])
         if count == 0:
             return MISSING
@@ -112,7 +112,7 @@ class Report:
         lines = ["", "## Over seeds (mean ± std)", ""]
         lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         for group in groups:
-            cells = [group.label, ",".join(group.seeds), *(self._seed_cell(group, k) for k in keys)]
+            cells = [group.label, ",".join(group.seeds), *(self.seed_cell(group, k) for k in keys)]
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
         return lines
 
