@@ -17,8 +17,8 @@ class SharedWeightsModel(SharedLayersModel):
     ``SharedLayersModel(branch_at="decoder")``: the two have the same parameters by
     construction. Every task reads the shared decoder's output (the shared features):
     dense tasks through a 1x1 convolution each, image-level tasks through global pooling
-    and a linear layer each (``ImageHead``). Without dense tasks there is no decoder and
-    the image heads read the backbone output.
+    and a linear layer each (``ImageHead``). Without dense tasks there is no shared
+    decoder: each image-level head fuses the backbone stages with its own decoder.
     """
 
     def __init__(self, make_backbone: BackboneFactory, tasks: list[Task]) -> None:
