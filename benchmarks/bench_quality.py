@@ -46,9 +46,15 @@ def parser() -> argparse.ArgumentParser:
 
 
 def train(run_dir: Path, overrides: list[str]) -> None:
-    """One ``mtl-train`` run into ``run_dir`` (skipped when it already completed there)."""
+    """One ``mtl-train`` run into ``run_dir``: skipped when it already completed there; an
+    unfinished earlier attempt is moved aside to ``<run_dir>.unfinished-<n>`` first."""
     if (run_dir / "summary.json").is_file() and '"completed"' in (run_dir / "summary.json").read_text():
         return
+    if run_dir.exists():
+        attempt = 1
+        while run_dir.with_name(f"{run_dir.name}.unfinished-{attempt}").exists():
+            attempt += 1
+        run_dir.rename(run_dir.with_name(f"{run_dir.name}.unfinished-{attempt}"))
     args = [sys.executable, "-m", "mtl_cli.train", *overrides, f"hydra.run.dir={run_dir}", "trainer.progress=false"]
     print("+", shlex.join(args[2:]), flush=True)
     subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
