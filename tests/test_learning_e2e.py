@@ -7,9 +7,9 @@ not read from the run, and not hard-coded.
 from __future__ import annotations
 
 import pytest
+from conftest import read_summary
 from hydra import compose, initialize_config_dir
 
-from conftest import read_summary
 from mtl_cli.config import CONFIG_DIR, register_configs, validate
 from mtl_cli.data import build_datasets
 from mtl_cli.engine.build import build_tasks

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 SEED_KEY = "trainer.seed"
 IGNORED = (SEED_KEY, "trainer.resume")
