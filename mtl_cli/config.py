@@ -111,7 +111,8 @@ class DataConfig:
     Cityscapes' 7 or 19 classes. ``source`` / ``download``: where MultiMNIST takes its digits
     (``digits`` or ``mnist``) and whether MNIST may be downloaded. ``check_files``: how many
     samples per split are fully read and checked before training starts. ``mean`` / ``std``:
-    the dataset's normalisation. ``augment``: training augmentation.
+    the dataset's normalisation; with ``backbone.weights`` set they are replaced by the
+    weights' own unless ``normalize_from_weights`` is false. ``augment``: training augmentation.
     """
 
     name: str = "shapes"
@@ -131,16 +132,24 @@ class DataConfig:
     download: bool = False
     check_files: int = 4
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    normalize_from_weights: bool = True
     tasks: Dict[str, Dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
 class BackboneConfig:
-    """Shared feature extractor; ``pretrained`` is an optional local weights file."""
+    """Shared feature extractor and its initial weights.
+
+    ``weights``: torchvision's published weights (``DEFAULT``, ``IMAGENET1K_V1``, ...), from the
+    torch cache. ``pretrained``: a local state-dict file, which must match exactly unless
+    ``allow_partial``.
+    """
 
     name: str = "small_cnn"
     pretrained: Optional[str] = None
     width: int = 32
+    weights: Optional[str] = None
+    allow_partial: bool = False
 
 
 @dataclass
@@ -374,6 +383,7 @@ def validate(cfg: DictConfig) -> DictConfig:
         raise UserError(f"trainer.vis_images={trainer.vis_images}: must be >= 0")
     _validate_speed(trainer)
     _validate_data(cfg.data)
+    _follow_weights_normalization(cfg)
     if not cfg.optim.lr > 0:
         raise UserError(f"optim.lr={cfg.optim.lr}: the learning rate must be > 0")
     if cfg.optim.weight_decay < 0:
@@ -402,6 +412,15 @@ def _validate_data(data: DictConfig) -> None:
             raise UserError(f"data.augment.{key}={aug[key]}: must be in [0, 1]")
     if not 0.0 <= aug.hue <= 0.5:
         raise UserError(f"data.augment.hue={aug.hue}: must be in [0, 0.5]")
+
+
+def _follow_weights_normalization(cfg: DictConfig) -> None:
+    """With ``backbone.weights``, normalise images as those weights expect (unless the data config opts out)."""
+    if not cfg.backbone.weights or not cfg.data.normalize_from_weights:
+        return
+    from mtl_cli.models.pretrained import weights_normalization  # imports torchvision: only when asked for
+
+    cfg.data.mean, cfg.data.std = weights_normalization(cfg.backbone.name, cfg.backbone.weights)
 
 
 PRECISIONS = ("32", "bf16", "16")
