@@ -60,6 +60,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise UserError(f"checkpoint {path} was written by a newer mtl_cli (format {version}); upgrade mtl_cli")
     if version < CHECKPOINT_VERSION:
         raise UserError(
-            f"checkpoint {path} has format version {version}, which this mtl_cli (format {CHECKPOINT_VERSION}) cannot read"
+            f"checkpoint {path} has format version {version}, which this mtl_cli "
+            f"(format {CHECKPOINT_VERSION}) cannot read"
         )
     return state

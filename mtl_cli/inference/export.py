@@ -87,7 +87,9 @@ def sidecar(trained: TrainedModel, fmt: str, model_file: Path, size: tuple[int, 
             {
                 "name": task.name,
                 "kind": task.kind,
-                "shape": shape.replace("C", str(task.out_channels)).replace("H", str(size[0])).replace("W", str(size[1])),
+                "shape": shape.replace("C", str(task.out_channels))
+                .replace("H", str(size[0]))
+                .replace("W", str(size[1])),
                 "meaning": meaning,
                 "classes": trained.class_names(task),
             }

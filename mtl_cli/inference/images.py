@@ -51,9 +51,7 @@ def find_images(spec: str) -> list[InputImage]:
         raise UserError(f"input={spec}: no files found")
     names = [_output_name(f, root) for f in files]
     clashes = {n for n in names if names.count(n) > 1}
-    return [
-        InputImage(f, f"{n}_{f.suffix.lstrip('.')}" if n in clashes else n) for f, n in zip(files, names)
-    ]
+    return [InputImage(f, f"{n}_{f.suffix.lstrip('.')}" if n in clashes else n) for f, n in zip(files, names)]
 
 
 def _fixed_prefix(pattern: Path) -> Path:

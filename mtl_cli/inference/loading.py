@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -80,20 +79,8 @@ def load_trained_model(ckpt: str | Path, key: str = "ckpt") -> TrainedModel:
     try:
         model.load_state_dict(state["model"])
     except (RuntimeError, KeyError) as exc:
-        raise UserError(f"checkpoint {path} does not fit the model built from its config: {one_line(str(exc))[:300]}") from exc
+        raise UserError(
+            f"checkpoint {path} does not fit the model built from its config: {one_line(str(exc))[:300]}"
+        ) from exc
     model.eval()
     return TrainedModel(path, cfg, tasks, model)
-
-
-def describe(trained: TrainedModel) -> dict[str, Any]:
-    """A JSON-ready summary of what the model expects and what its tasks are."""
-    return {
-        "checkpoint": str(trained.path),
-        "backbone": trained.cfg.backbone.name,
-        "arch": trained.cfg.arch.name,
-        "dataset": trained.cfg.data.name,
-        "input_size": list(trained.input_size) if trained.input_size else None,
-        "mean": trained.mean,
-        "std": trained.std,
-        "tasks": {t.name: {"kind": t.kind, "classes": trained.class_names(t)} for t in trained.tasks},
-    }

@@ -9,7 +9,9 @@ from mtl_cli.errors import UserError
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
 
-def parse_settings(prog: str, args: Sequence[str], defaults: Mapping[str, Any], required: Sequence[str]) -> dict[str, Any]:
+def parse_settings(
+    prog: str, args: Sequence[str], defaults: Mapping[str, Any], required: Sequence[str]
+) -> dict[str, Any]:
     """``defaults`` updated from ``args``; each value is converted to its default's type.
 
     A default of None takes the value as a string. Unknown keys, malformed arguments,

@@ -139,7 +139,9 @@ def build_backbone(
     if name not in BACKBONES:
         raise UserError(f"unknown backbone '{name}'; known backbones: {', '.join(BACKBONES)}")
     if name == "small_cnn" and (pretrained or weights):
-        raise UserError("backbone.pretrained and backbone.weights are not supported for small_cnn (it has no published weights)")
+        raise UserError(
+            "backbone.pretrained and backbone.weights are not supported for small_cnn (it has no published weights)"
+        )
     if pretrained and weights:
         raise UserError("backbone.pretrained and backbone.weights both set; choose one source of initial weights")
     backbone = BACKBONES[name](pretrained=pretrained, width=width, weights=weights, allow_partial=allow_partial)

@@ -104,7 +104,9 @@ def load_weights_file(net: nn.Module, path: str, allow_partial: bool = False) ->
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for unreadable files
-        raise UserError(f"backbone.pretrained={path}: not a readable PyTorch weights file ({exc.__class__.__name__})") from exc
+        raise UserError(
+            f"backbone.pretrained={path}: not a readable PyTorch weights file ({exc.__class__.__name__})"
+        ) from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

@@ -55,7 +55,9 @@ def test_partial_local_file_is_refused_unless_allowed(tmp_path):
     state["extra.weight"] = torch.zeros(1)
     path = tmp_path / "partial.pth"
     torch.save(state, path)
-    with pytest.raises(UserError, match=r"1 missing \(layer4.1.conv2.weight\); 1 unexpected \(extra.weight\).*allow_partial"):
+    with pytest.raises(
+        UserError, match=r"1 missing \(layer4.1.conv2.weight\); 1 unexpected \(extra.weight\).*allow_partial"
+    ):
         build_backbone("resnet18", pretrained=str(path))
     backbone = build_backbone("resnet18", pretrained=str(path), allow_partial=True)
     assert torch.equal(backbone.stages[1][0].conv1.weight, state["layer1.0.conv1.weight"])
@@ -70,7 +72,9 @@ def test_classifier_layer_may_be_absent_from_a_local_file(tmp_path):
 
 
 def _config(**data):
-    return OmegaConf.create({"tasks": {"cls": {"kind": "cls"}}, "backbone": {"name": "resnet18", "weights": "DEFAULT"}, "data": data})
+    return OmegaConf.create(
+        {"tasks": {"cls": {"kind": "cls"}}, "backbone": {"name": "resnet18", "weights": "DEFAULT"}, "data": data}
+    )
 
 
 def test_normalisation_follows_the_weights_unless_the_data_config_opts_out():
