@@ -7,6 +7,7 @@ import urllib.error
 import pytest
 import torch
 import torchvision
+from conftest import TINY, read_summary, run_cli, run_dirs
 from omegaconf import OmegaConf
 
 from mtl_cli.config import validate
@@ -83,3 +84,16 @@ def test_normalisation_follows_the_weights_unless_the_data_config_opts_out():
     assert list(cfg.data.std) == pytest.approx([0.229, 0.224, 0.225])
     kept = validate(_config(normalize_from_weights=False, mean=[0.1, 0.2, 0.3]))
     assert list(kept.data.mean) == pytest.approx([0.1, 0.2, 0.3])
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_train_with_cached_weights_records_their_normalisation(torch_home, tmp_path):
+    cache = torch_home / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), cache / CACHED_NAME)
+    args = [*TINY, "data.num_train=16", "data.num_val=8", "trainer.epochs=1", "trainer.vis_images=0"]
+    run_cli("mtl_cli.train", [*args, "task=cls", "backbone=resnet18", "backbone.weights=DEFAULT"], cwd=tmp_path)
+    (run,) = run_dirs(tmp_path)
+    data = read_summary(run)["config"]["data"]
+    assert data["mean"] == pytest.approx([0.485, 0.456, 0.406]) and data["std"] == pytest.approx([0.229, 0.224, 0.225])
