@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 from inference.helpers import write_checkpoint
 
 from mtl_cli.errors import UserError
@@ -83,3 +84,11 @@ def test_export_refuses_to_overwrite_and_bad_settings(tmp_path):
     with pytest.raises(UserError, match="size=32: give the input size as HxW"):
         export_size(trained, "32")
     assert export_size(trained, "48x64") == (48, 64)
+
+
+@pytest.mark.e2e
+def test_export_cli_reports_a_foreign_checkpoint_in_one_line(tmp_path):
+    torch.save({"model": {}}, tmp_path / "other.pt")
+    proc = run_cli("mtl_cli.export", [f"ckpt={tmp_path / 'other.pt'}", "format=onnx"], tmp_path, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"mtl-export: error: checkpoint {tmp_path / 'other.pt'} is not an mtl_cli checkpoint"
