@@ -22,9 +22,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mtl_cli.utils.files import write_json
 from mtl_cli.errors import UserError, one_line
 from mtl_cli.inference.loading import TrainedModel
+from mtl_cli.utils.files import write_json
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".ts.pt"}
 EXPORT_FORMAT = "mtl_cli-export"

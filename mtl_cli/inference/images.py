@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import glob
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from PIL import Image

@@ -5,21 +5,22 @@ from __future__ import annotations
 import csv
 import io
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from mtl_cli.utils.files import write_json
 from mtl_cli.errors import UserError
 from mtl_cli.inference.images import InputImage, UnreadableImage, find_images, prepare, read_image
 from mtl_cli.inference.loading import TrainedModel, load_trained_model
 from mtl_cli.inference.overview import save_overview
 from mtl_cli.inference.writers import csv_columns, csv_values, decode, output_files, write_prediction
+from mtl_cli.utils.files import write_json
 
 PREDICT_DEFAULTS: dict[str, Any] = {
     "ckpt": None,

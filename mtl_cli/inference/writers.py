@@ -7,8 +7,9 @@ Image-level tasks (``cls``, ``multilabel``) return a record for the run's
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch

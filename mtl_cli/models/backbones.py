@@ -7,7 +7,7 @@ these stages; heads sit on the last one.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn

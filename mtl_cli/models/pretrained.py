@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import urllib.error
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn

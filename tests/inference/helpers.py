@@ -9,8 +9,8 @@ import yaml
 from omegaconf import OmegaConf
 
 from mtl_cli.config import CONFIG_DIR, validate
-from mtl_cli.engine.checkpoint import save_checkpoint
 from mtl_cli.engine.build import build_tasks
+from mtl_cli.engine.checkpoint import save_checkpoint
 from mtl_cli.models import build_model
 
 ALL_TASKS = ("cls", "seg", "depth", "normals", "edges", "multilabel")
