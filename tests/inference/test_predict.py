@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import TINY, run_cli, run_dirs
+from inference.helpers import write_checkpoint
 from PIL import Image
 
 from mtl_cli.errors import UserError
@@ -26,6 +27,12 @@ def run_dir(tmp_path_factory) -> Path:
     run_cli("mtl_cli.train", args, cwd=root)
     (found,) = run_dirs(root)
     return found
+
+
+@pytest.fixture
+def ckpt(tmp_path) -> Path:
+    """A tiny untrained checkpoint of every shapes task (no training run needed)."""
+    return write_checkpoint(tmp_path / "model.pt")
 
 
 @pytest.fixture
@@ -85,12 +92,18 @@ def test_predict_cli_on_a_folder(run_dir, images, tmp_path):
     assert "set overwrite=true" in again.stderr
 
 
-@pytest.mark.slow
-def test_overwrite_and_output_checks(run_dir, images, tmp_path):
+def test_predict_on_a_folder_writes_every_output(ckpt, images, tmp_path):
+    out = tmp_path / "out"
+    result = run_prediction(PredictSettings(str(ckpt), str(images), str(out), batch_size=2, progress=False))
+    assert result.predicted == 3 and list(result.skipped) == [str(images / "broken.jpg")]
+    _check_outputs(out)
+
+
+def test_overwrite_and_output_checks(ckpt, images, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "b.seg.png").write_text("keep me")
-    settings = PredictSettings(str(run_dir), str(images / "b.png"), str(out), progress=False)
+    settings = PredictSettings(str(ckpt), str(images / "b.png"), str(out), progress=False)
     with pytest.raises(UserError, match=r"already holds 1 of the files .*b.seg.png.*overwrite=true"):
         run_prediction(settings)
     assert (out / "b.seg.png").read_text() == "keep me"
@@ -100,7 +113,7 @@ def test_overwrite_and_output_checks(run_dir, images, tmp_path):
     assert Image.open(out / "b.seg.png").size == (64, 64)
     (tmp_path / "file").write_text("x")
     with pytest.raises(UserError, match="output=.*file is a file; give a folder"):
-        run_prediction(PredictSettings(str(run_dir), str(images), str(tmp_path / "file"), progress=False))
+        run_prediction(PredictSettings(str(ckpt), str(images), str(tmp_path / "file"), progress=False))
 
 
 @pytest.mark.e2e
