@@ -47,7 +47,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"checkpoint {path} is not an mtl_cli checkpoint")
     version = state.get("version")
-    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
+    if not isinstance(version, int):
+        raise UserError(f"checkpoint {path} has no format version; it is not a checkpoint this mtl_cli can read")
+    if version > CHECKPOINT_VERSION:
         raise UserError(f"checkpoint {path} was written by a newer mtl_cli (format {version}); upgrade mtl_cli")
     if version < CHECKPOINT_VERSION:
         raise UserError(

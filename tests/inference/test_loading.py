@@ -28,11 +28,17 @@ def test_checkpoint_of_another_tool_is_refused(tmp_path):
         load_trained_model(path)
 
 
-@pytest.mark.parametrize("version, message", [(CHECKPOINT_VERSION + 1, "newer mtl_cli"), (0, "cannot read")])
+@pytest.mark.parametrize(
+    "version, message",
+    [(CHECKPOINT_VERSION + 1, "newer mtl_cli"), (0, "format version 0, which .* cannot read"), (None, "no format version")],
+)
 def test_checkpoint_of_another_format_version_is_refused(tmp_path, version, message):
     path = tmp_path / "model.pt"
     state = torch.load(write_checkpoint(path, tasks=("cls",)), weights_only=True)
-    torch.save({**state, "format": CHECKPOINT_FORMAT, "version": version}, path)
+    state = {**state, "format": CHECKPOINT_FORMAT, "version": version}
+    if version is None:
+        del state["version"]
+    torch.save(state, path)
     with pytest.raises(UserError, match=message):
         load_trained_model(path)
 
