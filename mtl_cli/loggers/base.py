@@ -20,8 +20,8 @@ class RunInfo:
     tags: the job's overrides (``{"weighting": "uw"}``), recorded as tags / params.
     tracking_root: where local stores shared by many runs go (MLflow's); default ``run_dir``.
     resume: a previous ``state()`` of this tracker, to continue the same tracker run; None when new.
-    resume_step: the global step training resumes from; later points of the old run are dropped
-        where the tracker supports it.
+    resume_step: the global step of the checkpoint training resumes from; the old run's points
+        after it are dropped where the tracker supports it (TensorBoard).
     """
 
     run_dir: Path

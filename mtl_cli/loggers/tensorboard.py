@@ -35,7 +35,8 @@ class TensorBoardLogger(TrackerLogger):
 
     def start(self, run: RunInfo) -> None:
         log_dir = Path(run.run_dir) / self.options.subdir
-        self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=run.resume_step)
+        purge = None if run.resume_step is None else run.resume_step + 1  # TensorBoard drops steps >= purge
+        self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge)
 
     def _writer(self) -> SummaryWriter:
         if self.writer is None:
