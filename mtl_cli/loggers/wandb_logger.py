@@ -46,6 +46,7 @@ class WandbLogger(TrackerLogger):
     def __init__(self, options: WandbOptions) -> None:
         self.options = options
         self.run: Any = None
+        self.run_id: Optional[str] = None
 
     def start(self, run: RunInfo) -> None:
         mode = choose_mode(self.options.mode)
@@ -64,6 +65,7 @@ class WandbLogger(TrackerLogger):
             resume="allow" if previous else None,
             settings=settings,
         )
+        self.run_id = self.run.id
 
     def _run(self) -> Any:
         if self.run is None:
@@ -83,7 +85,7 @@ class WandbLogger(TrackerLogger):
         self._run().save(str(path), base_path=str(path.parent), policy="now")
 
     def state(self) -> dict[str, Any]:
-        return {"run_id": self.run.id} if self.run is not None else {}
+        return {"run_id": self.run_id} if self.run_id else {}
 
     def close(self, failed: bool = False) -> None:
         if self.run is not None:
