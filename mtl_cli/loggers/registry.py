@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+
 from mtl_cli.errors import UserError
 from mtl_cli.loggers.base import TrackerLogger
 from mtl_cli.loggers.config import LoggerConfig

@@ -6,13 +6,17 @@ import socket
 from dataclasses import replace
 from pathlib import Path
 
+import logger_helpers
 import pytest
-from logger_helpers import offline_wandb, run_info, write_png  # noqa: F401 - fixtures
+from logger_helpers import write_png
 from mlflow.tracking import MlflowClient
 
 from mtl_cli.errors import UserError
 from mtl_cli.loggers import LoggerConfig, MlflowOptions, RunInfo, build_loggers
 from mtl_cli.loggers.mlflow_logger import default_tracking_uri
+
+offline_wandb = logger_helpers.offline_wandb  # autouse: W&B offline in a temp dir
+run_info = logger_helpers.run_info
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +68,8 @@ def test_sweep_jobs_share_one_experiment_and_resume_continues_the_run(run_info, 
         ids.append(logger.state()["run_id"])
         logger.close(failed=job == "1")
     resumed = mlflow_logger()
-    resumed.start(replace(run_info, group="sweep-a", tracking_root=store_root, resume={"run_id": ids[1]}, resume_step=10))
+    resume = {"run_id": ids[1]}
+    resumed.start(replace(run_info, group="sweep-a", tracking_root=store_root, resume=resume, resume_step=10))
     resumed.log_scalars({"train/cls_loss": 0.5}, 20)
     assert resumed.state() == {"run_id": ids[1]}
     resumed.close()

@@ -6,11 +6,14 @@ import logging
 import shutil
 import sys
 
+import logger_helpers
 import pytest
-from logger_helpers import offline_wandb, run_info  # noqa: F401 - fixtures
 
 from mtl_cli.errors import UserError
 from mtl_cli.loggers import LoggerConfig, MlflowOptions, build_loggers, check_names
+
+offline_wandb = logger_helpers.offline_wandb  # autouse: W&B offline in a temp dir
+run_info = logger_helpers.run_info
 
 
 def test_unknown_logger_lists_the_known_ones():
@@ -29,7 +32,8 @@ def test_missing_extra_says_which_to_install(monkeypatch, name):
     monkeypatch.setitem(sys.modules, name, None)  # makes `import <name>` fail as when not installed
     with pytest.raises(UserError) as caught:
         build_loggers(LoggerConfig(names=["csv", name]), is_main=False)
-    assert str(caught.value) == f'logger={name} needs the {name} extra, which is not installed: pip install -e ".[{name}]"'
+    needs = f'logger={name} needs the {name} extra, which is not installed: pip install -e ".[{name}]"'
+    assert str(caught.value) == needs
 
 
 def test_only_the_main_process_gets_trackers():

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from logger_helpers import offline_wandb, run_info, write_png  # noqa: F401 - fixtures
+import logger_helpers
+from logger_helpers import write_png
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mtl_cli.loggers import LoggerConfig, build_loggers
+
+offline_wandb = logger_helpers.offline_wandb  # autouse: W&B offline in a temp dir
+run_info = logger_helpers.run_info
 
 
 def read_events(log_dir) -> EventAccumulator:
@@ -23,7 +27,8 @@ def test_scalars_hparams_and_pictures_are_written(run_info):
         logger.log_scalars({"train/cls_loss": 1.0 / step, "weight/cls": 0.5}, step)
     logger.log_artifact(write_png(run_info.run_dir / "val_predictions.png"), step=30)
     logger.log_artifact(run_info.run_dir / "summary.json")  # not a picture: TensorBoard has no place for it
-    logger.log_hparams({"optim.lr": 0.01, "weighting.name": "uw", "trainer.max_steps": None}, {"val/cls.accuracy": 0.75})
+    params = {"optim.lr": 0.01, "weighting.name": "uw", "trainer.max_steps": None}
+    logger.log_hparams(params, {"val/cls.accuracy": 0.75})
     logger.close()
     assert not logger.failed
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import logger_helpers
 import pytest
-from logger_helpers import offline_wandb, run_info, wandb_history, wandb_records, write_png  # noqa: F401
+from logger_helpers import wandb_history, wandb_records, write_png
 
 from mtl_cli.errors import UserError
 from mtl_cli.loggers import LoggerConfig, WandbOptions, build_loggers
 from mtl_cli.loggers.wandb_logger import choose_mode
+
+offline_wandb = logger_helpers.offline_wandb  # autouse: W&B offline in a temp dir
+run_info = logger_helpers.run_info
 
 
 def test_offline_run_history_config_and_files(run_info):
@@ -27,12 +31,14 @@ def test_offline_run_history_config_and_files(run_info):
     run_file = run_dir / f"run-{run_id}.wandb"
     losses = [(row["_step"], row["train/cls_loss"]) for row in wandb_history(run_file) if "train/cls_loss" in row]
     assert losses == [(10, 0.1), (20, 0.05)]
-    kinds = {r.WhichOneof("record_type"): r for r in wandb_records(run_file)}
+    records = wandb_records(run_file)
+    kinds = {r.WhichOneof("record_type"): r for r in records}
     assert kinds["run"].run.run_group == "sweep-a"
     assert "weighting=uw" in kinds["run"].run.tags
-    config = {item.key: item.value_json for r in wandb_records(run_file) if r.HasField("config") for item in r.config.update}
+    config = {i.key: i.value_json for r in records if r.HasField("config") for i in r.config.update}
     assert config["optim.lr"] == "0.01"
-    summary = {i.key or "/".join(i.nested_key): i.value_json for r in wandb_records(run_file) if r.HasField("summary") for i in r.summary.update}
+    updates = [i for r in records if r.HasField("summary") for i in r.summary.update]
+    summary = {i.key or "/".join(i.nested_key): i.value_json for i in updates}
     assert summary["final/val/cls.accuracy"] == "0.75"
     assert (run_dir / "files" / "pareto.png").is_file()
 
