@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mtl_cli.loggers import GuardedLogger, LoggerConfig, RunInfo, build_loggers
+from mtl_cli.loggers import GuardedLogger, RunInfo, build_loggers, logger_config
 
 TRACKERS = ("tensorboard", "mlflow", "wandb")
 
@@ -81,7 +81,7 @@ def started(names: list[str], root: Path, tag: str) -> list[GuardedLogger]:
     """Trackers ``names`` built and started on a fresh run dir below ``root``."""
     run_dir = root / "outputs" / tag
     run_dir.mkdir(parents=True)
-    loggers = build_loggers(LoggerConfig(names=["csv", *names]), is_main=True)
+    loggers = build_loggers(logger_config(["csv", *names]), is_main=True)
     for logger in loggers:
         logger.start(RunInfo(run_dir=run_dir, run_name=tag, tracking_root=root))
     return loggers

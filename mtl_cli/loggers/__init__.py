@@ -6,7 +6,7 @@ Nothing here imports the training engine: the loop drives these through a callba
 from mtl_cli.loggers.base import RunInfo, Scalar, TrackerLogger
 from mtl_cli.loggers.config import LoggerConfig, MlflowOptions, TensorBoardOptions, WandbOptions
 from mtl_cli.loggers.guard import GuardedLogger
-from mtl_cli.loggers.registry import KNOWN, build_loggers, check_names
+from mtl_cli.loggers.registry import KNOWN, build_loggers, check_names, logger_config
 
 __all__ = [
     "KNOWN",
@@ -20,4 +20,5 @@ __all__ = [
     "WandbOptions",
     "build_loggers",
     "check_names",
+    "logger_config",
 ]

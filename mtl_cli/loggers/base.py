@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any
 
-Scalar = Union[int, float, str, bool, None]
+Scalar = int | float | str | bool | None
 
 
 @dataclass
@@ -26,11 +27,11 @@ class RunInfo:
 
     run_dir: Path
     run_name: str
-    group: Optional[str] = None
+    group: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
-    tracking_root: Optional[Path] = None
-    resume: Optional[dict[str, Any]] = None
-    resume_step: Optional[int] = None
+    tracking_root: Path | None = None
+    resume: dict[str, Any] | None = None
+    resume_step: int | None = None
 
     @property
     def store_root(self) -> Path:
@@ -65,7 +66,7 @@ class TrackerLogger(ABC):
         """Record the flattened config together with the run's final metrics."""
 
     @abstractmethod
-    def log_artifact(self, path: Path, step: Optional[int] = None) -> None:
+    def log_artifact(self, path: Path, step: int | None = None) -> None:
         """Attach a file (a picture, summary.json) to the run."""
 
     def state(self) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The ``logger`` config: which experiment trackers a run logs to, and their options.
 
-A structured config for the Hydra schema: ``logger=[csv,tensorboard]`` sets ``names``, and
-``logger.mlflow.tracking_uri=...`` and friends set the per-tracker options.
+A structured config for the Hydra schema. ``logger`` is also a config group (``configs/logger/``):
+``logger=[csv,tensorboard]`` selects several of its options, each of which sets its tracker's
+``enabled``; ``logger.mlflow.tracking_uri=...`` and friends set the per-tracker options.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Optional
 class TensorBoardOptions:
     """TensorBoard: event files go to ``<run dir>/<subdir>``."""
 
+    enabled: bool = False
     subdir: str = "tensorboard"
 
 
@@ -26,6 +28,7 @@ class MlflowOptions:
     ``experiment`` None means one experiment per sweep (named after it), or ``mtl-cli`` for single runs.
     """
 
+    enabled: bool = False
     tracking_uri: Optional[str] = None
     experiment: Optional[str] = None
 
@@ -34,6 +37,7 @@ class MlflowOptions:
 class WandbOptions:
     """Weights & Biases: ``mode`` None means online when logged in (WANDB_API_KEY or netrc), else offline."""
 
+    enabled: bool = False
     project: str = "mtl-cli"
     entity: Optional[str] = None
     mode: Optional[str] = None
@@ -41,9 +45,14 @@ class WandbOptions:
 
 @dataclass
 class LoggerConfig:
-    """Which loggers a run uses (``csv`` is always on) and each tracker's options."""
+    """Which trackers a run logs to (``csv`` is always on), and each tracker's options."""
 
-    names: list[str] = field(default_factory=lambda: ["csv"])
     tensorboard: TensorBoardOptions = field(default_factory=TensorBoardOptions)
     mlflow: MlflowOptions = field(default_factory=MlflowOptions)
     wandb: WandbOptions = field(default_factory=WandbOptions)
+
+    @property
+    def names(self) -> list[str]:
+        """``csv`` and the enabled trackers, e.g. ``["csv", "tensorboard"]``."""
+        trackers = (("tensorboard", self.tensorboard), ("mlflow", self.mlflow), ("wandb", self.wandb))
+        return ["csv", *(name for name, options in trackers if options.enabled)]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any
 
 import matplotlib
 
@@ -17,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 SKIPPED = {"epoch", "step", "lr", "time_s", "train/loss"}
 
 
-def _number(value: Any) -> Optional[float]:
+def _number(value: Any) -> float | None:
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -46,7 +47,7 @@ def _label(column: str) -> str:
     return column.split("/", 1)[1] if column.startswith("weight/") else column
 
 
-def draw_curves(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Optional[Path]:
+def draw_curves(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path | None:
     """Draw ``rows`` (metrics.csv rows, numbers or their text) to ``path``, atomically; None when empty."""
     panels = curve_panels(rows)
     if not rows or not panels:

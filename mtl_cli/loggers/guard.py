@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any
 
 from mtl_cli.errors import UserError, one_line
 from mtl_cli.loggers.base import RunInfo, Scalar, TrackerLogger
@@ -34,7 +35,7 @@ class GuardedLogger(TrackerLogger):
         self.close_timeout_s = close_timeout_s
         self.failed = False
         self._queue: queue.Queue[Any] = queue.Queue()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
 
     def start(self, run: RunInfo) -> None:
         try:
@@ -53,7 +54,7 @@ class GuardedLogger(TrackerLogger):
     def log_hparams(self, params: Mapping[str, Scalar], final_metrics: Mapping[str, float]) -> None:
         self._submit(self.inner.log_hparams, dict(params), dict(final_metrics))
 
-    def log_artifact(self, path: Path, step: Optional[int] = None) -> None:
+    def log_artifact(self, path: Path, step: int | None = None) -> None:
         self._submit(self.inner.log_artifact, Path(path), step)
 
     def state(self) -> dict[str, Any]:

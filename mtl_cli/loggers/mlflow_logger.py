@@ -7,8 +7,9 @@ import re
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 from urllib.parse import urlparse
 
 from mlflow.entities import Metric, Param
@@ -75,8 +76,8 @@ class MlflowLogger(TrackerLogger):
 
     def __init__(self, options: MlflowOptions) -> None:
         self.options = options
-        self.client: Optional[MlflowClient] = None
-        self.run_id: Optional[str] = None
+        self.client: MlflowClient | None = None
+        self.run_id: str | None = None
 
     def start(self, run: RunInfo) -> None:
         root = run.store_root
@@ -138,7 +139,7 @@ class MlflowLogger(TrackerLogger):
         finals = [Metric(metric_key(f"final/{k}"), float(v), now, 0) for k, v in final_metrics.items()]
         client.log_batch(run_id, metrics=finals)
 
-    def log_artifact(self, path: Path, step: Optional[int] = None) -> None:
+    def log_artifact(self, path: Path, step: int | None = None) -> None:
         client, run_id = self._run()
         path = Path(path)
         if path.is_dir():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from mtl_cli.errors import UserError
 from mtl_cli.loggers.base import TrackerLogger
@@ -32,6 +33,17 @@ def check_names(names: list[str]) -> list[str]:
     return trackers
 
 
+def logger_config(names: list[str], **options: Any) -> LoggerConfig:
+    """A ``LoggerConfig`` with the trackers among ``names`` enabled (``options``: per-tracker options).
+
+    Raises a one-line ``UserError`` for a name that is not a logger.
+    """
+    config = LoggerConfig(**options)
+    for name in check_names(names):
+        getattr(config, name).enabled = True
+    return config
+
+
 def tracker_class(name: str) -> type[TrackerLogger]:
     """The logger class of a tracker, importing its library; a one-line ``UserError`` when not installed."""
     library, module_name, class_name = TRACKERS[name]
@@ -45,7 +57,7 @@ def tracker_class(name: str) -> type[TrackerLogger]:
 
 
 def build_loggers(config: LoggerConfig, is_main: bool) -> list[GuardedLogger]:
-    """The trackers ``config.names`` asks for, each guarded; none off the main process (rank 0 logs).
+    """The trackers ``config`` enables, each guarded; none off the main process (rank 0 logs).
 
     Checks every name first (unknown name, missing extra: one-line ``UserError``) on every rank,
     so all ranks fail alike. Call ``start`` on each before logging.

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping, Optional
 
 import numpy as np
 from PIL import Image
@@ -31,7 +31,7 @@ class TensorBoardLogger(TrackerLogger):
 
     def __init__(self, options: TensorBoardOptions) -> None:
         self.options = options
-        self.writer: Optional[SummaryWriter] = None
+        self.writer: SummaryWriter | None = None
 
     def start(self, run: RunInfo) -> None:
         log_dir = Path(run.run_dir) / self.options.subdir
@@ -55,7 +55,7 @@ class TensorBoardLogger(TrackerLogger):
         self._writer().add_hparams(hparams, metrics, run_name=".")
         self._writer().flush()
 
-    def log_artifact(self, path: Path, step: Optional[int] = None) -> None:
+    def log_artifact(self, path: Path, step: int | None = None) -> None:
         path = Path(path)
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             return

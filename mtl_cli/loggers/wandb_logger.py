@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import netrc
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 import wandb
 
@@ -27,7 +28,7 @@ def logged_in() -> bool:
         return False
 
 
-def choose_mode(option: Optional[str]) -> str:
+def choose_mode(option: str | None) -> str:
     """The option, else WANDB_MODE, else online when logged in and offline otherwise."""
     mode = option or os.environ.get("WANDB_MODE") or ("online" if logged_in() else "offline")
     if mode not in MODES:
@@ -46,7 +47,7 @@ class WandbLogger(TrackerLogger):
     def __init__(self, options: WandbOptions) -> None:
         self.options = options
         self.run: Any = None
-        self.run_id: Optional[str] = None
+        self.run_id: str | None = None
 
     def start(self, run: RunInfo) -> None:
         mode = choose_mode(self.options.mode)
@@ -80,7 +81,7 @@ class WandbLogger(TrackerLogger):
         run.config.update(dict(params), allow_val_change=True)
         run.summary.update({f"final/{key}": float(value) for key, value in final_metrics.items()})
 
-    def log_artifact(self, path: Path, step: Optional[int] = None) -> None:
+    def log_artifact(self, path: Path, step: int | None = None) -> None:
         path = Path(path).resolve()
         self._run().save(str(path), base_path=str(path.parent), policy="now")
 

@@ -12,7 +12,7 @@ from logger_helpers import write_png
 from mlflow.tracking import MlflowClient
 
 from mtl_cli.errors import UserError
-from mtl_cli.loggers import LoggerConfig, MlflowOptions, RunInfo, build_loggers
+from mtl_cli.loggers import MlflowOptions, RunInfo, build_loggers, logger_config
 from mtl_cli.loggers.mlflow_logger import default_tracking_uri
 
 offline_wandb = logger_helpers.offline_wandb  # autouse: W&B offline in a temp dir
@@ -26,7 +26,7 @@ def store_root(tmp_path_factory) -> Path:
 
 
 def mlflow_logger(**options):
-    (logger,) = build_loggers(LoggerConfig(names=["mlflow"], mlflow=MlflowOptions(**options)), is_main=True)
+    (logger,) = build_loggers(logger_config(["mlflow"], mlflow=MlflowOptions(**options)), is_main=True)
     return logger
 
 

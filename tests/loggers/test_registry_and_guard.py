@@ -10,7 +10,7 @@ import logger_helpers
 import pytest
 
 from mtl_cli.errors import UserError
-from mtl_cli.loggers import LoggerConfig, MlflowOptions, build_loggers, check_names
+from mtl_cli.loggers import LoggerConfig, MlflowOptions, build_loggers, check_names, logger_config
 
 offline_wandb = logger_helpers.offline_wandb  # autouse: W&B offline in a temp dir
 run_info = logger_helpers.run_info
@@ -19,7 +19,7 @@ run_info = logger_helpers.run_info
 def test_unknown_logger_lists_the_known_ones():
     with pytest.raises(UserError, match=r"unknown logger 'tensorbord' in logger=\['csv', 'tensorbord'\]; "
                        r"known loggers: csv, tensorboard, mlflow, wandb$"):
-        build_loggers(LoggerConfig(names=["csv", "tensorbord"]), is_main=True)
+        build_loggers(logger_config(["csv", "tensorbord"]), is_main=True)
 
 
 def test_csv_is_not_a_tracker_and_names_count_once():
@@ -31,19 +31,19 @@ def test_csv_is_not_a_tracker_and_names_count_once():
 def test_missing_extra_says_which_to_install(monkeypatch, name):
     monkeypatch.setitem(sys.modules, name, None)  # makes `import <name>` fail as when not installed
     with pytest.raises(UserError) as caught:
-        build_loggers(LoggerConfig(names=["csv", name]), is_main=False)
+        build_loggers(logger_config(["csv", name]), is_main=False)
     needs = f'logger={name} needs the {name} extra, which is not installed: pip install -e ".[{name}]"'
     assert str(caught.value) == needs
 
 
 def test_only_the_main_process_gets_trackers():
-    config = LoggerConfig(names=["csv", "tensorboard"])
+    config = logger_config(["csv", "tensorboard"])
     assert build_loggers(config, is_main=False) == []
     assert [logger.name for logger in build_loggers(config, is_main=True)] == ["tensorboard"]
 
 
 def test_exception_mid_run_is_one_warning_and_the_run_goes_on(run_info, caplog):
-    (logger,) = build_loggers(LoggerConfig(names=["tensorboard"]), is_main=True)
+    (logger,) = build_loggers(logger_config(["tensorboard"]), is_main=True)
     logger.start(run_info)
     calls = []
 
@@ -68,7 +68,7 @@ def test_exception_mid_run_is_one_warning_and_the_run_goes_on(run_info, caplog):
 def test_store_directory_gone_mid_run_is_a_warning(run_info, tmp_path, caplog):
     store = tmp_path / "store"
     (logger,) = build_loggers(
-        LoggerConfig(names=["mlflow"], mlflow=MlflowOptions(tracking_uri=store.as_uri())), is_main=True
+        logger_config(["mlflow"], mlflow=MlflowOptions(tracking_uri=store.as_uri())), is_main=True
     )
     logger.start(run_info)
     logger.log_scalars({"train/cls_loss": 1.0}, 10)

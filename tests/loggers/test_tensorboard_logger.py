@@ -8,7 +8,7 @@ import logger_helpers
 from logger_helpers import write_png
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from mtl_cli.loggers import LoggerConfig, build_loggers
+from mtl_cli.loggers import build_loggers, logger_config
 
 offline_wandb = logger_helpers.offline_wandb  # autouse: W&B offline in a temp dir
 run_info = logger_helpers.run_info
@@ -21,7 +21,7 @@ def read_events(log_dir) -> EventAccumulator:
 
 
 def test_scalars_hparams_and_pictures_are_written(run_info):
-    (logger,) = build_loggers(LoggerConfig(names=["csv", "tensorboard"]), is_main=True)
+    (logger,) = build_loggers(logger_config(["csv", "tensorboard"]), is_main=True)
     logger.start(run_info)
     for step in (10, 20, 30):
         logger.log_scalars({"train/cls_loss": 1.0 / step, "weight/cls": 0.5}, step)
@@ -43,7 +43,7 @@ def test_scalars_hparams_and_pictures_are_written(run_info):
 
 
 def test_resume_drops_points_after_the_resume_step(run_info):
-    config = LoggerConfig(names=["tensorboard"])
+    config = logger_config(["tensorboard"])
     (first,) = build_loggers(config, is_main=True)
     first.start(run_info)
     for step in (10, 20, 30):

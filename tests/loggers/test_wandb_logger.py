@@ -9,7 +9,7 @@ import pytest
 from logger_helpers import wandb_history, wandb_records, write_png
 
 from mtl_cli.errors import UserError
-from mtl_cli.loggers import LoggerConfig, WandbOptions, build_loggers
+from mtl_cli.loggers import WandbOptions, build_loggers, logger_config
 from mtl_cli.loggers.wandb_logger import choose_mode
 
 offline_wandb = logger_helpers.offline_wandb  # autouse: W&B offline in a temp dir
@@ -17,7 +17,7 @@ run_info = logger_helpers.run_info
 
 
 def test_offline_run_history_config_and_files(run_info):
-    (logger,) = build_loggers(LoggerConfig(names=["wandb"]), is_main=True)
+    (logger,) = build_loggers(logger_config(["wandb"]), is_main=True)
     logger.start(replace(run_info, group="sweep-a"))
     for step in (10, 20):
         logger.log_scalars({"train/cls_loss": 1.0 / step}, step)
@@ -54,7 +54,7 @@ def test_mode_is_offline_without_credentials_and_checked(monkeypatch):
 
 
 def test_resume_continues_the_same_run_id(run_info):
-    config = LoggerConfig(names=["wandb"], wandb=WandbOptions(project="p"))
+    config = logger_config(["wandb"], wandb=WandbOptions(project="p"))
     (first,) = build_loggers(config, is_main=True)
     first.start(run_info)
     first.log_scalars({"train/cls_loss": 1.0}, 10)
