@@ -10,8 +10,14 @@ files, W&B offline) through ``build_loggers``, as a run would. Two measures, sid
   tracker, interleaved in rounds and compared by the median of paired ratios, so drifting
   machine load cancels out. This includes the background thread competing for the CPU.
 
+With ``--loop`` it measures the real thing instead: the mtl_cli training loop (``build_trainer``
+on the default config plus ``--overrides``) with ``logger=[csv,tensorboard,mlflow,wandb]``,
+training epochs with the tracker callback in the loop's callbacks and without it (which is
+``logger=[csv]``), alternated in rounds; the step time of each and the median paired overhead.
+
     python benchmarks/bench_loggers.py                    # CPU, 1 thread, log every 10 steps
     python benchmarks/bench_loggers.py --steps 100 --rounds 5 --threads 2
+    python benchmarks/bench_loggers.py --loop --steps 40 --rounds 5
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ import torch
 from torch import nn
 
 from mtl_cli.loggers import GuardedLogger, RunInfo, build_loggers, logger_config
+
+ALL = "logger=[csv,tensorboard,mlflow,wandb]"
 
 TRACKERS = ("tensorboard", "mlflow", "wandb")
 
@@ -111,6 +119,46 @@ def call_costs(logger: GuardedLogger, calls: int) -> tuple[float, float]:
     return 1000 * caller / calls, 1000 * total / calls
 
 
+def loop_overhead(steps: int, rounds: int, overrides: list[str], root: Path) -> None:
+    """The mtl_cli loop's step time with every tracker against ``logger=[csv]``, in paired rounds."""
+    from hydra import compose, initialize_config_dir
+
+    from mtl_cli.config import CONFIG_DIR, register_configs, validate
+    from mtl_cli.engine.build import build_trainer
+    from mtl_cli.engine.callbacks import TrackerLogging
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = validate(compose("train", overrides=["trainer.progress=false", ALL, *overrides]))
+    cfg.data.num_train, cfg.data.num_val = steps * cfg.trainer.batch_size, cfg.trainer.batch_size
+    trainer = build_trainer(cfg, root / "outputs" / "loop")
+    tracked = list(trainer.callbacks)
+    plain = [cb for cb in tracked if not isinstance(cb, TrackerLogging)]
+    assert len(plain) == len(tracked) - 1, "the tracker callback is not in the loop"
+    for callback in tracked:
+        callback.on_fit_start(trainer)
+
+    def epoch_ms(callbacks: list) -> float:
+        trainer.callbacks = callbacks
+        start = time.perf_counter()
+        trainer.train_epoch(1)
+        return 1000 * (time.perf_counter() - start) / steps
+
+    epoch_ms(tracked), epoch_ms(plain)  # warm-up
+    pairs = [(epoch_ms(plain), epoch_ms(tracked)) for _ in range(rounds)]
+    trainer.callbacks = tracked
+    trainer.end_run({"status": "completed", "metrics": {}})
+    every = cfg.trainer.log_every_n_steps
+    print(f"mtl_cli loop, {' '.join(overrides) or 'default config'}; {rounds} rounds x {steps} steps; "
+          f"log_every_n_steps={every}")
+    print(f"{'loggers':<40}{'ms/step (median)':>18}{'min':>9}{'max':>9}")
+    for label, times in (("logger=[csv]", [p for p, _ in pairs]), (ALL, [t for _, t in pairs])):
+        print(f"{label:<40}{statistics.median(times):>18.1f}{min(times):>9.1f}{max(times):>9.1f}")
+    ratios = [t / p for p, t in pairs]
+    print(f"overhead of the trackers (median of paired ratios): {100 * (statistics.median(ratios) - 1):+.1f}% "
+          f"(rounds: {', '.join(f'{100 * (r - 1):+.1f}%' for r in ratios)})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60, help="training steps per timed run")
@@ -120,10 +168,17 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--loop", action="store_true", help="time the mtl_cli loop: every tracker vs logger=[csv]")
+    parser.add_argument("--overrides", nargs="*", default=[], help="with --loop: Hydra overrides of the run")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")
+    if args.loop:
+        with tempfile.TemporaryDirectory() as tmp:
+            os.environ.setdefault("WANDB_DIR", tmp)
+            loop_overhead(args.steps, args.rounds, args.overrides, Path(tmp))
+        return
 
     step = make_step(args.batch, args.size)
     train(step, 5, args.every, [])  # warm-up
