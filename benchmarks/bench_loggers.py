@@ -45,9 +45,15 @@ class TinyNet(nn.Module):
     def __init__(self, width: int = 16) -> None:
         super().__init__()
         self.trunk = nn.Sequential(
-            nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
-            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
-            nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
+            nn.Conv2d(3, width, 3, padding=1),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
+            nn.BatchNorm2d(2 * width),
+            nn.ReLU(),
+            nn.Conv2d(2 * width, 2 * width, 3, padding=1),
+            nn.BatchNorm2d(2 * width),
+            nn.ReLU(),
         )
         self.cls = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width, 10))
         self.seg = nn.Conv2d(2 * width, 4, 1)
@@ -81,8 +87,14 @@ def make_step(batch: int, size: int):
 def values(step: int, losses: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
     """What the loop logs every n steps for two tasks: losses, total, weights, learning rate."""
     cls_loss, seg_loss = float(losses[0]), float(losses[1])
-    return {"train/loss": cls_loss + seg_loss, "train/cls_loss": cls_loss, "train/seg_loss": seg_loss,
-            "weight/cls": 1.0, "weight/seg": 1.0, "lr": 0.01}
+    return {
+        "train/loss": cls_loss + seg_loss,
+        "train/cls_loss": cls_loss,
+        "train/seg_loss": seg_loss,
+        "weight/cls": 1.0,
+        "weight/seg": 1.0,
+        "lr": 0.01,
+    }
 
 
 def started(names: list[str], root: Path, tag: str) -> list[GuardedLogger]:
@@ -149,14 +161,18 @@ def loop_overhead(steps: int, rounds: int, overrides: list[str], root: Path) -> 
     trainer.callbacks = tracked
     trainer.end_run({"status": "completed", "metrics": {}})
     every = cfg.trainer.log_every_n_steps
-    print(f"mtl_cli loop, {' '.join(overrides) or 'default config'}; {rounds} rounds x {steps} steps; "
-          f"log_every_n_steps={every}")
+    print(
+        f"mtl_cli loop, {' '.join(overrides) or 'default config'}; {rounds} rounds x {steps} steps; "
+        f"log_every_n_steps={every}"
+    )
     print(f"{'loggers':<40}{'ms/step (median)':>18}{'min':>9}{'max':>9}")
     for label, times in (("logger=[csv]", [p for p, _ in pairs]), (ALL, [t for _, t in pairs])):
         print(f"{label:<40}{statistics.median(times):>18.1f}{min(times):>9.1f}{max(times):>9.1f}")
     ratios = [t / p for p, t in pairs]
-    print(f"overhead of the trackers (median of paired ratios): {100 * (statistics.median(ratios) - 1):+.1f}% "
-          f"(rounds: {', '.join(f'{100 * (r - 1):+.1f}%' for r in ratios)})")
+    print(
+        f"overhead of the trackers (median of paired ratios): {100 * (statistics.median(ratios) - 1):+.1f}% "
+        f"(rounds: {', '.join(f'{100 * (r - 1):+.1f}%' for r in ratios)})"
+    )
 
 
 def main() -> None:
@@ -183,8 +199,10 @@ def main() -> None:
     step = make_step(args.batch, args.size)
     train(step, 5, args.every, [])  # warm-up
     step_ms = 1000 * statistics.median(train(step, args.steps, args.every, []) / args.steps for _ in range(2))
-    print(f"training step: {step_ms:.1f} ms (batch {args.batch}, {args.size}px, {args.threads} thread(s)); "
-          f"log_scalars every {args.every} steps\n")
+    print(
+        f"training step: {step_ms:.1f} ms (batch {args.batch}, {args.size}px, {args.threads} thread(s)); "
+        f"log_scalars every {args.every} steps\n"
+    )
     print(f"{'logger':<26}{'caller ms/call':>15}{'% of n steps':>14}{'background ms/call':>20}{'loop overhead':>15}")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -57,4 +57,6 @@ def load_baselines(cfg: DictConfig, directions: Mapping[str, Mapping[str, bool]]
     if missing:
         log.warning("Δm is not logged: sweep.baselines has no completed single-task run of %s", ", ".join(missing))
         return None
-    return Baselines(baseline_metrics(matches), {**baseline_directions(matches), **{t: dict(d) for t, d in directions.items()}})
+    return Baselines(
+        baseline_metrics(matches), {**baseline_directions(matches), **{t: dict(d) for t, d in directions.items()}}
+    )

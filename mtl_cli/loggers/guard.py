@@ -107,5 +107,8 @@ class GuardedLogger(TrackerLogger):
         self.failed = True
         log.warning(
             "%s logger failed in %s and is off for the rest of the run (the run goes on): %s: %s",
-            self.name, what, type(exc).__name__, one_line(str(exc)),
+            self.name,
+            what,
+            type(exc).__name__,
+            one_line(str(exc)),
         )

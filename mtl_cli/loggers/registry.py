@@ -51,7 +51,7 @@ def tracker_class(name: str) -> type[TrackerLogger]:
         importlib.import_module(library)
     except ImportError as exc:
         raise UserError(
-            f"logger={name} needs the {name} extra, which is not installed: pip install -e \".[{name}]\""
+            f'logger={name} needs the {name} extra, which is not installed: pip install -e ".[{name}]"'
         ) from exc
     return getattr(importlib.import_module(module_name), class_name)
 

@@ -48,12 +48,26 @@ class Recorder(TrackerLogger):
 
 
 STEP = StepRecord(
-    step=10, epoch=1, batches=10, losses={"cls": 0.5}, weights={"cls": 1.0}, report={"cos/cls-seg": 0.2},
-    lr=0.01, seconds=1.0, images_per_s=100.0,
+    step=10,
+    epoch=1,
+    batches=10,
+    losses={"cls": 0.5},
+    weights={"cls": 1.0},
+    report={"cos/cls-seg": 0.2},
+    lr=0.01,
+    seconds=1.0,
+    images_per_s=100.0,
 )
 EPOCH = EpochRecord(
-    epoch=1, step=12, losses={"cls": 0.4}, weights={"cls": 1.0}, lr=0.01, metrics={"cls": {"accuracy": 0.6}},
-    seconds=2.0, images_per_s=90.0, improved=True,
+    epoch=1,
+    step=12,
+    losses={"cls": 0.4},
+    weights={"cls": 1.0},
+    lr=0.01,
+    metrics={"cls": {"accuracy": 0.6}},
+    seconds=2.0,
+    images_per_s=90.0,
+    improved=True,
 )
 
 
@@ -75,8 +89,11 @@ def test_forwards_steps_epochs_params_and_pictures(tmp_path):
     assert tracker.calls == [
         ("start", None, None),
         ("scalars", {"train/cls_loss": 0.5, "weight/cls": 1.0, "cos/cls-seg": 0.2}, 10),
-        ("scalars", {"epoch": 1, "lr": 0.01, "val/cls.accuracy": 0.6, "images_per_s": 90.0,
-                     "val/delta_m": pytest.approx(20.0)}, 12),
+        (
+            "scalars",
+            {"epoch": 1, "lr": 0.01, "val/cls.accuracy": 0.6, "images_per_s": 90.0, "val/delta_m": pytest.approx(20.0)},
+            12,
+        ),
         ("hparams", {"optim.lr": 0.01}, {"val/cls.accuracy": 0.6, "val/delta_m": pytest.approx(20.0)}),
         ("artifact", "curves.png"),  # the pictures that exist, and summary.json when written
         ("close", False),

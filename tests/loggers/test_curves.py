@@ -9,9 +9,20 @@ from PIL import Image
 from mtl_cli.loggers.curves import curve_panels, draw_curves
 
 ROWS = [
-    {"epoch": e, "step": 10 * e, "lr": 0.1, "time_s": 1.0, "train/loss": 3.0 / e, "train/cls_loss": 1.0 / e,
-     "train/seg_loss": 2.0 / e, "weight/cls": 0.4, "weight/seg": 0.6, "val/cls.accuracy": 0.5 + e / 10,
-     "val/seg.miou": 0.2 * e, "delta_m": -e}
+    {
+        "epoch": e,
+        "step": 10 * e,
+        "lr": 0.1,
+        "time_s": 1.0,
+        "train/loss": 3.0 / e,
+        "train/cls_loss": 1.0 / e,
+        "train/seg_loss": 2.0 / e,
+        "weight/cls": 0.4,
+        "weight/seg": 0.6,
+        "val/cls.accuracy": 0.5 + e / 10,
+        "val/seg.miou": 0.2 * e,
+        "delta_m": -e,
+    }
     for e in (1, 2, 3)
 ]
 

@@ -17,8 +17,11 @@ run_info = logger_helpers.run_info
 
 
 def test_unknown_logger_lists_the_known_ones():
-    with pytest.raises(UserError, match=r"unknown logger 'tensorbord' in logger=\['csv', 'tensorbord'\]; "
-                       r"known loggers: csv, tensorboard, mlflow, wandb$"):
+    with pytest.raises(
+        UserError,
+        match=r"unknown logger 'tensorbord' in logger=\['csv', 'tensorbord'\]; "
+        r"known loggers: csv, tensorboard, mlflow, wandb$",
+    ):
         build_loggers(logger_config(["csv", "tensorbord"]), is_main=True)
 
 
@@ -80,4 +83,3 @@ def test_store_directory_gone_mid_run_is_a_warning(run_info, tmp_path, caplog):
         logger.close()
     assert logger.failed
     assert any("mlflow logger failed in log_scalars" in r.getMessage() for r in caplog.records)
-

@@ -68,7 +68,11 @@ def test_every_tracker_reads_back_and_resume_continues_the_same_runs(tmp_path: P
 
 
 def test_a_sweep_is_one_mlflow_experiment_and_tensorboard_subdirs(tmp_path: Path):
-    run_cli("mtl_cli.train", ["-m", *FAST, "trainer.epochs=1", "logger=[csv,tensorboard,mlflow]", "optim.lr=0.001,0.002"], cwd=tmp_path)
+    run_cli(
+        "mtl_cli.train",
+        ["-m", *FAST, "trainer.epochs=1", "logger=[csv,tensorboard,mlflow]", "optim.lr=0.001,0.002"],
+        cwd=tmp_path,
+    )
     jobs = find_run_dirs(tmp_path / "outputs")
     assert len(jobs) == 2 and jobs[0].parent == jobs[1].parent
     sweep_dir = jobs[0].parent
