@@ -11,12 +11,13 @@ from collections.abc import Callable, Iterator
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
-from mtl_cli.config import canonical_task_choice, known_task_names
+from mtl_cli.config import CONFIG_DIR, canonical_task_choice, known_task_names
 from mtl_cli.errors import UserError, one_line
 
 _TASK_ARG = re.compile(r"^(task)=([\w+,\s]+)$")
 _UNKNOWN_WEIGHT = re.compile(r"Could not override 'loss\.weights\.(\w+)'")
 _AVAILABLE = re.compile(r"Available options in '([\w/]+)':\n((?:\t\S+\n?)+)")
+_NOT_LOADED = re.compile(r"Could not load '([\w/]+)/[^/']+'")  # an option of a list, e.g. logger=[csv,foo]
 
 
 def normalise_task_args(argv: list[str]) -> list[str]:
@@ -43,8 +44,12 @@ def _describe(exc: BaseException) -> str:
         return f"loss.weights.{task} names a task that is not selected with task=; add it to task= or drop the weight"
     parts = [one_line(str(exc).split("\n")[0])]
     options = _AVAILABLE.search(str(exc))
+    not_loaded = _NOT_LOADED.search(str(exc))
     if options:  # a config group option that does not exist: list the ones that do
         parts.append(f"available {options.group(1)}: {', '.join(options.group(2).split())}")
+    elif not_loaded and (CONFIG_DIR / not_loaded.group(1)).is_dir():
+        known = sorted(p.stem for p in (CONFIG_DIR / not_loaded.group(1)).glob("*.yaml"))
+        parts.append(f"available {not_loaded.group(1)}: {', '.join(known)}")
     cause = exc.__cause__
     if isinstance(cause, OmegaConfBaseException):
         parts.append(one_line(str(cause).split("\n")[0]))

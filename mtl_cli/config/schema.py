@@ -13,6 +13,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+from mtl_cli.loggers.config import LoggerConfig
+
 
 class Device(enum.Enum):
     auto = "auto"
@@ -259,3 +261,6 @@ class MTLConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     relation: RelationConfig = field(default_factory=RelationConfig)  # type: ignore[valid-type]
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    # Experiment trackers: ``logger=[csv,tensorboard,mlflow,wandb]`` (the configs/logger group) and
+    # ``logger.<tracker>.<option>``; metrics.csv, summary.json and curves.png are always written.
+    logger: LoggerConfig = field(default_factory=LoggerConfig)

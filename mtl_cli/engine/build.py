@@ -10,7 +10,7 @@ training wraps the model in DDP.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,24 +21,31 @@ from torch.utils.data import DataLoader, Dataset
 from mtl_cli.config import task_weights
 from mtl_cli.data import MultiTaskCollate, build_datasets, with_augment_seeds
 from mtl_cli.engine import distributed
+from mtl_cli.engine.baselines import load_baselines
 from mtl_cli.engine.callbacks import (
     Callback,
     Checkpoints,
+    Curves,
     EpochSummary,
     MetricsCSV,
     ProgressBar,
     RelationEpochEnd,
     SignalStop,
+    TrackerLogging,
     WeightHistory,
 )
 from mtl_cli.engine.environment import seed_everything
+from mtl_cli.engine.evaluate import metric_directions
 from mtl_cli.engine.optim import build_optimizer, build_scheduler
 from mtl_cli.engine.precision import Precision
+from mtl_cli.engine.records import config_record
 from mtl_cli.engine.speed import loader_options, memory_format, training_module
 from mtl_cli.engine.trainer import Components, Trainer, TrainerSettings
+from mtl_cli.loggers import RunInfo, build_loggers
 from mtl_cli.models import MultiTaskModel, build_model
 from mtl_cli.relation.learner import build_relation
 from mtl_cli.tasks import Task, build_task
+from mtl_cli.utils.mappings import flatten_dict
 from mtl_cli.weighting import Weighting, build_weighting
 
 
@@ -136,8 +143,15 @@ def trainer_settings(cfg: DictConfig) -> TrainerSettings:
     )
 
 
-def build_callbacks(cfg: DictConfig, parts: Components, run_dir: Path | None, is_main: bool) -> list[Callback]:
-    """The loop's callbacks; ``run_dir`` (``None`` for none) receives the records, on the main rank only."""
+def build_callbacks(
+    cfg: DictConfig, parts: Components, run_dir: Path | None, is_main: bool, tracking: RunInfo | None = None
+) -> list[Callback]:
+    """The loop's callbacks; ``run_dir`` (``None`` for none) receives the records, on the main rank only.
+
+    ``curves.png`` is always drawn beside metrics.csv. The trackers ``logger=`` enables (checked
+    on every rank: an unknown or uninstalled one is a ``UserError``) log on the main rank, as
+    ``tracking`` describes the run (its name, sweep group and overrides; by default the run dir's).
+    """
     callbacks: list[Callback] = [SignalStop(run_dir)]
     if parts.relation is not None:
         callbacks.append(RelationEpochEnd())
@@ -147,25 +161,38 @@ def build_callbacks(cfg: DictConfig, parts: Components, run_dir: Path | None, is
         callbacks.append(WeightHistory(run_dir, [t.name for t in parts.tasks]))
     callbacks.append(EpochSummary())
     if run_dir is not None:
-        callbacks += [MetricsCSV(run_dir / "metrics.csv"), Checkpoints(run_dir / "checkpoints")]
+        callbacks += [
+            MetricsCSV(run_dir / "metrics.csv"),
+            Curves(run_dir / "curves.png"),  # after MetricsCSV, which adds the epoch's row
+            Checkpoints(run_dir / "checkpoints"),
+        ]
+    loggers = build_loggers(OmegaConf.to_object(cfg.logger), is_main and run_dir is not None)  # type: ignore[arg-type]
+    if loggers and run_dir is not None:
+        run = tracking or RunInfo(run_dir=run_dir, run_name=run_dir.name)
+        params = flatten_dict(config_record(cfg))
+        baselines = load_baselines(cfg, metric_directions(parts.tasks))
+        callbacks.append(TrackerLogging(loggers, replace(run, run_dir=run_dir), params, baselines))
     return callbacks
 
 
 def build_trainer(
-    cfg: DictConfig, run_dir: Path | None = None, checkpoint_extras: Mapping[str, Any] | None = None
+    cfg: DictConfig,
+    run_dir: Path | None = None,
+    checkpoint_extras: Mapping[str, Any] | None = None,
+    tracking: RunInfo | None = None,
 ) -> Trainer:
     """A ready ``Trainer`` for the validated ``cfg``.
 
     Records (metrics.csv, weights.csv, checkpoints, relations) go to ``run_dir`` on the
     main rank (none when ``run_dir`` is ``None``). Every checkpoint holds the config (as
-    YAML) and ``checkpoint_extras``.
+    YAML) and ``checkpoint_extras``. ``tracking`` names the run for the experiment trackers.
     """
     parts = build_components(cfg)
     ranks = distributed.current()
     records = run_dir if ranks.is_main else None
     parts.relation = build_relation(cfg, parts.model, records)
     extras = {"config": OmegaConf.to_yaml(cfg), **(checkpoint_extras or {})}
-    callbacks = build_callbacks(cfg, parts, records, ranks.is_main)
+    callbacks = build_callbacks(cfg, parts, records, ranks.is_main, tracking)
     return Trainer(parts, trainer_settings(cfg), callbacks, run_dir=records, checkpoint_extras=extras)
 
 

@@ -33,7 +33,7 @@ MODEL_KEYS = ("tasks", "backbone.name", "backbone.width", "arch")
 # Training additionally needs the same optimiser and weighting-method state layout.
 TRAINING_KEYS = (*MODEL_KEYS, "weighting.name", "optim.name")
 # Keys that may legitimately differ between a run and its continuation without a warning.
-RESUME_IGNORED = ("trainer.resume", "trainer.progress", "trainer.log_every_n_steps", "trainer.num_workers")
+RESUME_IGNORED = ("trainer.resume", "trainer.progress", "trainer.log_every_n_steps", "trainer.num_workers", "logger")
 
 
 def resolve_checkpoint(target: str | Path, key: str = "trainer.resume") -> Path:

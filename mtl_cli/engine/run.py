@@ -23,13 +23,18 @@ from mtl_cli.engine.signals import TrainingInterrupted
 from mtl_cli.engine.trainer import Trainer
 from mtl_cli.engine.visualize import save_prediction_grid
 from mtl_cli.errors import UserError
+from mtl_cli.loggers import RunInfo
 from mtl_cli.utils.files import write_json
 
 log = logging.getLogger("mtl_cli")
 
 
 def train_run(
-    cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = (), command: str | None = None
+    cfg: DictConfig,
+    run_dir: Path,
+    overrides: Sequence[str] = (),
+    command: str | None = None,
+    tracking: RunInfo | None = None,
 ) -> dict[str, Any]:
     """Train the run ``cfg`` describes, writing every record into ``run_dir``; return the summary.
 
@@ -37,7 +42,8 @@ def train_run(
     for reproduction. With ``trainer.resume`` set, training continues from that checkpoint.
     On SIGINT/SIGTERM the summary says ``interrupted`` and holds the command that resumes.
     Under torchrun every rank calls this: rank 0's ``run_dir`` is the run's, and only
-    rank 0 writes records.
+    rank 0 writes records. ``tracking`` names the run for the experiment trackers (its sweep
+    group and overrides); the trackers get the final records once summary.json is written.
     """
     started = time.perf_counter()
     trainer_cfg = cfg.trainer
@@ -61,9 +67,10 @@ def train_run(
             write_json(run_dir / "summary.json", summary)
 
     write_summary()
+    trainer: Trainer | None = None
     try:
         resume = ResumePoint.load(cfg) if cfg.trainer.resume else None
-        trainer = build_trainer(cfg, run_dir, {"overrides": list(overrides)})
+        trainer = build_trainer(cfg, run_dir, {"overrides": list(overrides)}, tracking)
         summary["metric_directions"] = metric_directions(trainer.tasks)
         summary["primary_metrics"] = {t.name: t.primary_metric for t in trainer.tasks}
         if resume is not None:
@@ -89,11 +96,15 @@ def train_run(
         summary.update(status="interrupted", error=str(exc), resume_command=resume_command(overrides, run_dir))
         summary["wall_time_s"] = time.perf_counter() - started
         write_summary()
+        if trainer is not None:
+            trainer.end_run(summary)
         raise
     except BaseException as exc:
         summary.update(status="failed", error=str(exc) or exc.__class__.__name__)
         summary["wall_time_s"] = time.perf_counter() - started
         write_summary()
+        if trainer is not None:
+            trainer.end_run(summary)
         raise
     summary.update(
         status="completed",
@@ -112,6 +123,7 @@ def train_run(
     if trainer.relation is not None:
         summary["relations"] = trainer.relation.summary()
     write_summary()
+    trainer.end_run(summary)
     log.info("done in %.1fs; records in %s", summary["wall_time_s"], run_dir)
     return summary
 

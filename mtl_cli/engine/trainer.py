@@ -381,6 +381,11 @@ class Trainer:
             callback.on_fit_end(self)
         return self.state
 
+    def end_run(self, summary: Mapping[str, Any]) -> None:
+        """Tell the callbacks (in reverse list order) that the run's final records are written."""
+        for callback in reversed(self.callbacks):
+            callback.on_run_end(self, summary)
+
     def _fit(self) -> None:
         start_epoch = self.state.epoch + 1
         for epoch in range(start_epoch, self.settings.epochs + 1):

@@ -19,7 +19,7 @@ from mtl_cli.reporting.runs import Metrics, RunRecord
 from mtl_cli.utils.mappings import key_under
 
 # Keys that legitimately differ between a multi-task run and its single-task baselines.
-BASELINE_IGNORED = ("tasks", "loss.weights", "trainer.monitor", "trainer.resume", "sweep")
+BASELINE_IGNORED = ("tasks", "loss.weights", "trainer.monitor", "trainer.resume", "sweep", "logger")
 
 
 class DeltaMError(ValueError):

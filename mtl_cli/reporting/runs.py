@@ -110,11 +110,13 @@ def _is_run_dir(path: Path) -> bool:
 
 
 def find_run_dirs(root: Path) -> list[Path]:
-    """``root`` itself when it is a run directory, else every run directory below it."""
+    """``root`` itself when it is a run directory, else every run directory below it (not nested in another)."""
     if _is_run_dir(root):
         return [root]
     found = {p.parent for p in root.rglob("summary.json")}
     found |= {p.parent.parent for p in root.rglob(".hydra/config.yaml")}
+    # a copy of summary.json inside a run (a tracker's files, e.g. wandb/) is not another run
+    found = {p for p in found if not any(parent in found for parent in p.parents)}
     return sorted(found, key=_natural_key)
 
 

@@ -57,6 +57,10 @@ UNKNOWN_PLACEHOLDER = re.compile(r"<[^<>]+>|\.\.\.")
 # Commands a test elsewhere runs for real: command prefix -> (test file, a string it must contain).
 COVERED_BY = {
     "mtl-train --config-dir": ("tests/test_train_e2e.py", "--config-dir"),
+    # the trackers' own viewers: the test reads back what they show, with their own readers
+    "tensorboard --logdir": ("tests/loggers/test_tracking_e2e.py", "EventAccumulator"),
+    "mlflow ui": ("tests/loggers/test_tracking_e2e.py", "mlflow.db"),
+    "wandb sync": ("tests/loggers/test_tracking_e2e.py", "offline-run-"),
 }
 
 # Option flags of mtl-train that are not config overrides.
