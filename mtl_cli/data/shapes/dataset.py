@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from mtl_cli.errors import UserError
 from mtl_cli.utils.files import atomic_write
 from mtl_cli.data.shapes.render import FORMAT_VERSION, TASK_NAMES, generate_scenes
 
@@ -35,12 +37,18 @@ def _load_or_generate(num: int, image_size: int, seed: int, max_objects: int,
                 num, 3, image_size, image_size
             ):
                 return arrays
-        except (OSError, ValueError, EOFError):
-            pass  # corrupt / foreign file: regenerate and overwrite
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+            pass  # truncated / corrupt / foreign file: regenerate and replace it
     arrays = generate_scenes(num, image_size, seed, max_objects)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path, "wb") as f:
-        np.savez(f, **arrays)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path, "wb") as f:
+            np.savez(f, **arrays)
+    except OSError as exc:
+        raise UserError(
+            f"data.cache_dir={cache_dir}: cannot write the cache file {path} ({exc.strerror or exc}); "
+            f"give a writable directory or drop data.cache_dir"
+        ) from exc
     return arrays
 
 

@@ -1,0 +1,38 @@
+"""Issue 12: bad settings are refused with one line and exit 2, before any run directory is claimed."""
+
+from __future__ import annotations
+
+import pytest
+
+from faults_helpers import leftovers, run_train
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["optim.lr=inf"], "optim.lr=inf: the learning rate must be a finite number > 0"),  # 12.10
+        (["optim.weight_decay=nan"], "optim.weight_decay=nan"),
+        (["optim.momentum=1.5"], "optim.momentum=1.5"),
+        (["data.image_size=3"], "data.image_size=3: must be between 8 and 2048"),  # 12.3
+        (["data.image_size=1000000"], "data.image_size=1000000: must be between 8 and 2048"),
+        (["weighting=ew", "weighting.alpha=1"], "weighting=ew has no option 'alpha'; its options: none"),  # 12.12
+        (["weighting=cagrad", "weighting.beta=1"], "its options: grad_on, alpha, rescale"),
+        (["trainer.epochs=0", "hydra.run.dir=run"], "trainer.epochs=0"),  # 12.14
+        (["data.cache_dir=notes.txt"], "data.cache_dir=notes.txt is a file"),  # 12.8
+        (["hydra.run.dir=notes.txt"], "hydra.run.dir=notes.txt: a file is in the way"),  # 12.8
+        (["hydra.run.dir=notes.txt/run"], "a file is in the way"),
+    ],
+)
+def test_refused_in_one_line_leaving_nothing(tmp_path, monkeypatch, args, message):
+    (tmp_path / "notes.txt").write_text("mine\n")
+    outcome = run_train(monkeypatch, tmp_path, *args)
+    assert outcome.code == 2 and len(outcome.lines) == 1, outcome
+    assert outcome.lines[0].startswith("mtl-train: error: ") and message in outcome.lines[0], outcome.lines
+    assert leftovers(tmp_path, keep={"notes.txt"}) == []  # no outputs/, no .hydra/, no train.log
+    assert (tmp_path / "notes.txt").read_text() == "mine\n"
+
+
+def test_corrected_command_reuses_the_same_run_dir(tmp_path, monkeypatch):
+    """12.14: after a refused command, the corrected one may use the same hydra.run.dir."""
+    assert run_train(monkeypatch, tmp_path, "trainer.epochs=0", "hydra.run.dir=run").code == 2
+    assert run_train(monkeypatch, tmp_path, "trainer.epochs=1", "hydra.run.dir=run").code is None
