@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import sys
 from typing import Callable, Iterator, Sequence
 
@@ -106,3 +107,6 @@ def run_cli(prog: str, entry: Callable[[], object]) -> None:
     except (HydraException, OmegaConfBaseException) as exc:
         print(f"{prog}: error: {_describe(exc, sys.argv[1:])}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:  # Ctrl-C while starting up (training itself stops cleanly on it)
+        print(f"{prog}: interrupted (SIGINT)", file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -84,11 +85,13 @@ def train_run(
             _save_pictures(cfg, trainer, run_dir)
         peak = torch.tensor(peak_memory_mb(trainer.device), dtype=torch.float64, device=trainer.device)
         distributed.all_reduce_max_(peak)
-    except TrainingInterrupted as exc:
+    except (TrainingInterrupted, KeyboardInterrupt) as caught:
+        # A KeyboardInterrupt: a second Ctrl-C (which stops at once) or one before training started.
+        exc = caught if isinstance(caught, TrainingInterrupted) else _stopped_at_once(run_dir)
         summary.update(status="interrupted", error=str(exc), resume_command=resume_command(overrides, run_dir))
         summary["wall_time_s"] = time.perf_counter() - started
         write_summary()
-        raise
+        raise exc from None
     except BaseException as exc:
         summary.update(status="failed", error=str(exc) or exc.__class__.__name__)
         summary["wall_time_s"] = time.perf_counter() - started
@@ -113,6 +116,12 @@ def train_run(
     write_summary()
     log.info("done in %.1fs; records in %s", summary["wall_time_s"], run_dir)
     return summary
+
+
+def _stopped_at_once(run_dir: Path) -> TrainingInterrupted:
+    """A SIGINT that did not wait for the step to finish; the last checkpoint, if any, is where to resume."""
+    last = run_dir / "checkpoints" / "last.pt"
+    return TrainingInterrupted(signal.SIGINT, last if last.is_file() else None, "at once")
 
 
 def _save_pictures(cfg: DictConfig, trainer: Trainer, run_dir: Path) -> None:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
+import sys
 
 import pytest
 
+from mtl_cli.cli import run_cli
 from mtl_cli.engine.run import train_run
+from mtl_cli.engine.signals import TrainingInterrupted
 from mtl_cli.engine.trainer import Trainer
 from mtl_cli.errors import UserError
 from wf_helpers import compose_cfg, one_thread  # noqa: F401 (autouse)
@@ -80,3 +84,36 @@ def test_resume_of_a_max_steps_checkpoint_stops_at_max_steps(tmp_path):
     assert train_run(compose_cfg(*settings), first)["steps"] == 3
     resumed = train_run(compose_cfg(*settings, f"trainer.resume={first}"), tmp_path / "again")
     assert resumed["steps"] == 3 and resumed["status"] == "completed"
+
+
+def test_second_sigint_is_an_interruption_not_a_failure(tmp_path, monkeypatch):
+    """12.5: a second Ctrl-C raises KeyboardInterrupt mid-step; the run is 'interrupted', resumable from last.pt."""
+    original = Trainer._optimizer_step
+    calls = [0]
+
+    def step(self, batches):
+        calls[0] += 1
+        if calls[0] == 6:
+            raise KeyboardInterrupt
+        original(self, batches)
+
+    monkeypatch.setattr(Trainer, "_optimizer_step", step)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted) as caught:
+        train_run(compose_cfg(*QUIET, "trainer.epochs=3"), run)
+    assert caught.value.checkpoint == run / "checkpoints" / "last.pt" and caught.value.exit_code == 130
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["error"].startswith("stopped by SIGINT at once")
+    assert summary["resume_command"].endswith(f"trainer.resume={run}")
+
+
+def test_sigint_while_starting_up_is_one_line(monkeypatch, capsys):
+    """12.5: Ctrl-C before training (composing, building) ends with one line and 130, no traceback."""
+
+    def entry():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys, "argv", ["mtl-train"])
+    with pytest.raises(SystemExit) as caught:
+        run_cli("mtl-train", entry)
+    assert caught.value.code == 130 and capsys.readouterr().err == "mtl-train: interrupted (SIGINT)\n"
