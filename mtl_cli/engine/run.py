@@ -24,6 +24,7 @@ from mtl_cli.engine.trainer import Trainer
 from mtl_cli.engine.visualize import save_prediction_grid
 from mtl_cli.errors import UserError
 from mtl_cli.utils.files import write_json
+from mtl_cli.utils.process import process_identity
 
 log = logging.getLogger("mtl_cli")
 
@@ -53,6 +54,7 @@ def train_run(
         "config": config_record(cfg),
         "environment": environment_record(),
         "world_size": ranks.world_size,
+        "process": process_identity(),  # lets mtl-report tell a run that died from one still running
     }
 
     def write_summary() -> None:
