@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mtl_cli.config.schema import MTLConfig, RelationName
+from mtl_cli.data.memory import check_generated_data_fits
 from mtl_cli.errors import UserError, one_line
 from mtl_cli.relation.matrix import parse_relation_matrix
 from mtl_cli.utils.metric_keys import split_metric_key
@@ -92,6 +93,7 @@ def _validate_data(data: DictConfig) -> None:
     low, high = IMAGE_SIZE_RANGE
     if not low <= data.image_size <= high:
         raise UserError(f"data.image_size={data.image_size}: must be between {low} and {high} pixels")
+    check_generated_data_fits(data)
     if data.cache_dir is not None and Path(data.cache_dir).expanduser().exists() and not Path(data.cache_dir).expanduser().is_dir():
         raise UserError(f"data.cache_dir={data.cache_dir} is a file; give a directory (it is created if missing)")
     if data.check_files < 0:

@@ -16,7 +16,6 @@ from torch.utils.data import Dataset, Sampler
 
 from mtl_cli.data.collate import MultiTaskCollate
 from mtl_cli.data.labels import label_specs
-from mtl_cli.data.memory import check_fits
 from mtl_cli.data.transforms import Augment, AugmentSeedSampler, JointTransform, TransformedDataset
 from mtl_cli.errors import UserError
 from mtl_cli.tasks.labels import LabelSpec
@@ -30,9 +29,6 @@ def _shapes(data_cfg: DictConfig, specs: Mapping[str, LabelSpec]) -> "tuple[Data
 
     if data_cfg.num_train is None or data_cfg.num_val is None:
         raise UserError("data=shapes generates its scenes: set data.num_train and data.num_val")
-    # Per pixel: image (3 float32), seg (int64), depth, normals (3), edges (float32); the rendering
-    # holds about as much again in temporaries while a scene batch is drawn.
-    check_fits("shapes", data_cfg.num_train + data_cfg.num_val, 48 + 2 * 40 * data_cfg.image_size**2)
     common = dict(
         image_size=data_cfg.image_size,
         tasks=list(specs),

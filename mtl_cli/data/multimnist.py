@@ -26,7 +26,6 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from mtl_cli.tasks.labels import LabelSpec
-from mtl_cli.data.memory import check_fits
 from mtl_cli.errors import UserError
 
 CANVAS = 36
@@ -139,8 +138,6 @@ def build_multimnist(
         raise UserError("data=multimnist: a horizontal flip would swap the left and right digits; keep data.augment.hflip=false")
     if data_cfg.num_train is None or data_cfg.num_val is None:
         raise UserError("data=multimnist generates its images: set data.num_train and data.num_val")
-    # Per pixel: the image (float32) and the mask (int64).
-    check_fits("multimnist", data_cfg.num_train + data_cfg.num_val, 16 + 12 * data_cfg.image_size**2)
 
     def split(train: bool, num: int, seed: int) -> MultiMNISTDataset:
         if source == "digits":
