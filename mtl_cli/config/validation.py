@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -35,6 +36,7 @@ def validate(cfg: DictConfig) -> DictConfig:
     Raises ``UserError`` with one line naming the bad key and what is expected.
     """
     cfg = _typed(cfg)
+    _check_finite_numbers(cfg)
     if not cfg.tasks:
         raise UserError("no task selected; choose one or more with task=cls+seg")
     task_names = list(cfg.tasks.keys())
@@ -67,6 +69,20 @@ def validate(cfg: DictConfig) -> DictConfig:
     _check_relation(cfg.relation, task_names)
     _check_objective(cfg.sweep.objective, task_names)
     return cfg
+
+
+def _check_finite_numbers(node: Any, name: str = "") -> None:
+    """No setting may be NaN or infinite (``optim.lr=inf``, ``arch.stitch_init=nan``, a list entry)."""
+    if isinstance(node, DictConfig):
+        node = OmegaConf.to_container(node, resolve=False)
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _check_finite_numbers(value, f"{name}.{key}" if name else str(key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            _check_finite_numbers(value, f"{name}[{index}]")
+    elif isinstance(node, float) and not math.isfinite(node):
+        raise UserError(f"{name}={node}: must be a finite number")
 
 
 def _validate_optim(optim: DictConfig) -> None:

@@ -10,7 +10,7 @@ weight moves by more than ``TOL`` or after ``MAX_ITER`` iterations.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
