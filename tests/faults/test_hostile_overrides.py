@@ -76,11 +76,11 @@ def _hostile(key: str, kind: typing.Any) -> st.SearchStrategy[tuple[str, bool]]:
         never += ["nan", "inf", "-inf"]
         maybe += ["-1", "-1e-30"]
     elif base is bool:
-        never += ["2", "maybe"]
+        never += ["maybe", "0.5"]  # (OmegaConf reads any integer as a bool)
     elif isinstance(base, type) and issubclass(base, enum.Enum):
         never += ["not_an_option", "1"]
     elif typing.get_origin(base) is list:
-        never = ["abc", "{a: 1}", "[nan, inf]"]
+        never = ["abc", "{a: 1}", *(["[nan, inf]"] if typing.get_args(base) != (str,) else [])]
         maybe += ["[]", "[-1, -1]", "[0]", "[1, 2]"]
     else:  # a string
         never, maybe = [], [*maybe, "-1", "nan", "../" * 3]
