@@ -8,8 +8,8 @@ from pathlib import Path
 
 from mtl_cli.cli import run_cli
 from mtl_cli.engine.eval_run import evaluate_checkpoint, split_arguments
-from mtl_cli.engine.resume import resolve_checkpoint
 from mtl_cli.engine.records import format_metrics
+from mtl_cli.engine.resume import resolve_checkpoint
 from mtl_cli.errors import UserError
 from mtl_cli.utils.files import write_json
 

@@ -23,6 +23,7 @@ import typing
 from pathlib import Path
 
 import pytest
+from faults_helpers import leftovers, run_train
 from hydra import compose, initialize_config_dir
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -30,7 +31,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from faults_helpers import leftovers, run_train
 from mtl_cli.cli import run_cli
 from mtl_cli.config import CONFIG_DIR, MTLConfig, register_configs
 from mtl_cli.hydra_callbacks import RunDirGuard

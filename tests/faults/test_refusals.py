@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from faults_helpers import leftovers, run_train
 
 

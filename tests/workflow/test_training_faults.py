@@ -8,13 +8,13 @@ import math
 import sys
 
 import pytest
+from wf_helpers import compose_cfg, one_thread  # noqa: F401 (autouse)
 
 from mtl_cli.cli import run_cli
 from mtl_cli.engine.run import train_run
 from mtl_cli.engine.signals import TrainingInterrupted
 from mtl_cli.engine.trainer import Trainer
 from mtl_cli.errors import UserError
-from wf_helpers import compose_cfg, one_thread  # noqa: F401 (autouse)
 
 QUIET = ["trainer.vis_images=0", "trainer.progress=false"]  # 64 images / batch 16 = 4 steps per epoch
 

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from mtl_cli.data.shapes.render import FORMAT_VERSION, TASK_NAMES, generate_scenes
 from mtl_cli.errors import UserError
 from mtl_cli.utils.files import atomic_write
-from mtl_cli.data.shapes.render import FORMAT_VERSION, TASK_NAMES, generate_scenes
 
 
 def _cache_path(cache_dir: str | os.PathLike[str], num: int, image_size: int, seed: int,
