@@ -36,7 +36,6 @@ def validate(cfg: DictConfig) -> DictConfig:
     Raises ``UserError`` with one line naming the bad key and what is expected.
     """
     cfg = _typed(cfg)
-    _check_finite_numbers(cfg)
     if not cfg.tasks:
         raise UserError("no task selected; choose one or more with task=cls+seg")
     task_names = list(cfg.tasks.keys())
@@ -68,6 +67,7 @@ def validate(cfg: DictConfig) -> DictConfig:
     _positive("backbone.width", cfg.backbone.width)
     _check_relation(cfg.relation, task_names)
     _check_objective(cfg.sweep.objective, task_names)
+    _check_finite_numbers(cfg)  # after the checks above, whose messages say more
     return cfg
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from mtl_cli.engine.callbacks.base import Callback, EpochRecord, StepRecord
 from mtl_cli.utils.files import MetricsLog
@@ -36,6 +36,13 @@ class WeightHistory(Callback):
 
     def on_step_end(self, trainer: Trainer, step: StepRecord) -> None:
         self.record(step.step, step.epoch, list(step.weights.values()), step.report)
+
+    def state_dict(self) -> Mapping[str, Any] | None:
+        """The epoch of the latest row, so a resumed epoch does not add an end-of-epoch row twice."""
+        return {"recorded_epoch": self.recorded_epoch}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.recorded_epoch = state.get("recorded_epoch")
 
     def on_epoch_end(self, trainer: Trainer, record: EpochRecord) -> None:
         if self.recorded_epoch != record.epoch:
