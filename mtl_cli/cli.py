@@ -7,7 +7,7 @@ import os
 import re
 import signal
 import sys
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException

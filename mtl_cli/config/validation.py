@@ -111,7 +111,11 @@ def _validate_data(data: DictConfig) -> None:
     if not low <= data.image_size <= high:
         raise UserError(f"data.image_size={data.image_size}: must be between {low} and {high} pixels")
     check_generated_data_fits(data)
-    if data.cache_dir is not None and Path(data.cache_dir).expanduser().exists() and not Path(data.cache_dir).expanduser().is_dir():
+    if (
+        data.cache_dir is not None
+        and Path(data.cache_dir).expanduser().exists()
+        and not Path(data.cache_dir).expanduser().is_dir()
+    ):
         raise UserError(f"data.cache_dir={data.cache_dir} is a file; give a directory (it is created if missing)")
     if data.check_files < 0:
         raise UserError(f"data.check_files={data.check_files}: must be >= 0")

@@ -124,7 +124,13 @@ def _check(root: Path, override: str, must_refuse: bool, code: int | None, stder
     assert leftovers(root, keep={FILE}) == [], (override, leftovers(root, keep={FILE}))
 
 
-@settings(max_examples=60, deadline=None, database=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(drawn=overrides())
 def test_hostile_overrides_are_refused_cleanly(drawn, composed, tmp_path_factory, monkeypatch):
     override, must_refuse = drawn
@@ -142,7 +148,13 @@ def test_hostile_overrides_are_refused_cleanly(drawn, composed, tmp_path_factory
     _check(root, override, must_refuse, code, err.getvalue())
 
 
-@settings(max_examples=6, deadline=None, database=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=6,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(drawn=overrides())
 def test_hostile_overrides_through_the_console_entry(drawn, tmp_path_factory, monkeypatch):
     override, must_refuse = drawn

@@ -30,8 +30,13 @@ def _run(root, name: str, summary) -> None:
     (root / name / "summary.json").write_bytes(data)
 
 
-GOOD = {"status": "completed", "tasks": ["cls"], "metrics": {"cls": {"accuracy": 0.5}},
-        "metric_directions": {"cls": {"accuracy": True}}, "overrides": ["task=cls"]}
+GOOD = {
+    "status": "completed",
+    "tasks": ["cls"],
+    "metrics": {"cls": {"accuracy": 0.5}},
+    "metric_directions": {"cls": {"accuracy": True}},
+    "overrides": ["task=cls"],
+}
 
 
 @pytest.mark.parametrize(
@@ -68,8 +73,11 @@ def test_a_running_run_whose_process_is_gone_is_reported_as_died(tmp_path, capsy
     gone = {"pid": child.pid, "host": socket.gethostname(), "start_ticks": None}
     _run(tmp_path, "dead", {**GOOD, "status": "running", "metrics": None, "process": gone})
     _run(tmp_path, "alive", {**GOOD, "status": "running", "metrics": None, "process": process_identity()})
-    _run(tmp_path, "elsewhere", {**GOOD, "status": "running", "metrics": None,
-                                 "process": {**gone, "host": "another-host"}})
+    _run(
+        tmp_path,
+        "elsewhere",
+        {**GOOD, "status": "running", "metrics": None, "process": {**gone, "host": "another-host"}},
+    )
     code, out, _ = _report(capsys, str(tmp_path), "--out", str(tmp_path / "report"))
     assert code == 0
     assert f"died; its process (pid {child.pid} on {socket.gethostname()}) is gone" in out

@@ -29,7 +29,10 @@ def _failing_save(error: BaseException):
     [
         (OSError(errno.ENOSPC, "No space left on device"), "disk full: could not write {path}"),
         (OSError(errno.EACCES, "Permission denied"), "permission denied: could not write {path}"),
-        (RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 4480 vs 4374"), "disk full: could not write {path}"),
+        (
+            RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 4480 vs 4374"),
+            "disk full: could not write {path}",
+        ),
     ],
 )
 def test_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch, error, message):

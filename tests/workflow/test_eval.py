@@ -60,8 +60,15 @@ def test_best_checkpoint_split_and_overrides(run, tmp_path, monkeypatch, capsys)
     assert best["metrics"] == summary["best_metrics"] and best["epoch"] == summary["best_epoch"]
     out_file = tmp_path / "m.json"
     code, out, _ = _eval_cli(
-        monkeypatch, capsys, f"ckpt={run}", "split=train", "data.num_train=48", "trainer.batch_size=5",
-        "task=seg+cls", "backbone=small_cnn", f"output={out_file}",
+        monkeypatch,
+        capsys,
+        f"ckpt={run}",
+        "split=train",
+        "data.num_train=48",
+        "trainer.batch_size=5",
+        "task=seg+cls",
+        "backbone=small_cnn",
+        f"output={out_file}",
     )
     assert code == 0 and "train split, 48 images" in out
     assert json.loads(out_file.read_text())["images"] == 48
