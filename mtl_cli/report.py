@@ -64,6 +64,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     except UserError as exc:
         print(f"mtl-report: error: {one_line(str(exc))}", file=sys.stderr)
         sys.exit(2)
+    except OSError as exc:  # e.g. a report file that cannot be written
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"mtl-report: error: cannot write{where} ({exc.strerror or exc})", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ metrics skip it.
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,8 @@ from mtl_cli.data.checks import (
     read_image,
     read_label_image,
     read_npy,
+    read_text,
     require_dir,
-    require_file,
     require_root,
     sample_indices,
 )
@@ -62,8 +63,7 @@ def _by_stem(folder: Path, suffixes: tuple[str, ...], what: str) -> dict[str, Pa
 
 def _read_csv(path: Path, spec: LabelSpec, images: dict[str, Path]) -> dict[str, Tensor]:
     """Image stem -> target of an image-level task; images without a usable row are absent."""
-    with require_file(path, f"labels of task {spec.name}").open(newline="") as handle:
-        rows = list(csv.reader(handle))
+    rows = list(csv.reader(io.StringIO(read_text(path, f"labels of task {spec.name}"), newline="")))
     if not rows or not rows[0] or rows[0][0].strip() != "image":
         raise DataFileError(f"{path} needs a header row starting with 'image'; expected image,label or image,<names>")
     kind = spec.task_class

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import pickle
 import zipfile
 from pathlib import Path
@@ -24,10 +25,37 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     ``weights_only=True``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
-    with atomic_write(path, "wb", fsync=True) as handle:
-        torch.save(payload, handle)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path, "wb", fsync=True) as handle:
+            torch.save(payload, handle)
+    except OSError as exc:
+        raise UserError(_write_failure(path, exc.errno, exc.strerror or str(exc))) from exc
+    except RuntimeError as exc:  # torch's zip writer reports a failed write as a RuntimeError
+        if "inline_container" not in str(exc) and "unexpected pos" not in str(exc):
+            raise
+        raise UserError(_write_failure(path, errno.ENOSPC, "")) from exc
+
+
+def _write_failure(path: Path, code: int | None, reason: str) -> str:
+    """The one-line message for a checkpoint that could not be written, naming only files that exist."""
+    if code == errno.ENOSPC:
+        what = f"disk full: could not write {path}"
+    elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        what = f"permission denied: could not write {path}"
+    else:
+        what = f"could not write {path} ({reason})"
+    intact = f"the last complete checkpoint {path} is intact" if path.is_file() else "no earlier checkpoint was written"
+    return f"{what}; {intact}; free space or choose a writable run directory and resume"
+
+
+def remove_partial_files(folder: str | Path) -> list[Path]:
+    """Delete the temp files an interrupted save left in ``folder`` (a process killed mid-write); return them."""
+    removed = sorted(Path(folder).glob(".*.pt.*.tmp"))
+    for partial in removed:
+        partial.unlink(missing_ok=True)
+    return removed
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

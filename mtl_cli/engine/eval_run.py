@@ -35,6 +35,7 @@ class EvalOptions:
     ckpt: str
     split: str = "val"
     output: str | None = None
+    overwrite: bool = False
 
     def output_path(self, checkpoint: Path) -> Path:
         """``output``, else ``<checkpoint stem>.eval-<split>.json`` beside the checkpoint."""
@@ -58,7 +59,11 @@ def split_arguments(args: Sequence[str]) -> tuple[EvalOptions, list[str]]:
         raise UserError("no checkpoint given; use mtl-eval ckpt=<run dir or .pt file> [overrides]")
     if own["split"] not in SPLITS:
         raise UserError(f"split={own['split']}: choose one of {', '.join(SPLITS)}")
-    return EvalOptions(str(own["ckpt"]), str(own["split"]), own["output"] or None), config_overrides
+    overwrite = str(own["overwrite"]).lower()
+    if overwrite not in ("true", "false"):
+        raise UserError(f"overwrite={own['overwrite']}: give true or false")
+    options = EvalOptions(str(own["ckpt"]), str(own["split"]), own["output"] or None, overwrite == "true")
+    return options, config_overrides
 
 
 def _compose_overrides(overrides: Sequence[str]) -> DictConfig:

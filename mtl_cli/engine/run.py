@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ from mtl_cli.engine.visualize import save_prediction_grid
 from mtl_cli.errors import UserError
 from mtl_cli.loggers import RunInfo
 from mtl_cli.utils.files import write_json
+from mtl_cli.utils.process import process_identity
 
 log = logging.getLogger("mtl_cli")
 
@@ -59,6 +61,7 @@ def train_run(
         "config": config_record(cfg),
         "environment": environment_record(),
         "world_size": ranks.world_size,
+        "process": process_identity(),  # lets mtl-report tell a run that died from one still running
     }
 
     def write_summary() -> None:
@@ -92,13 +95,15 @@ def train_run(
             _save_pictures(cfg, trainer, run_dir)
         peak = torch.tensor(peak_memory_mb(trainer.device), dtype=torch.float64, device=trainer.device)
         distributed.all_reduce_max_(peak)
-    except TrainingInterrupted as exc:
+    except (TrainingInterrupted, KeyboardInterrupt) as caught:
+        # A KeyboardInterrupt: a second Ctrl-C (which stops at once) or one before training started.
+        exc = caught if isinstance(caught, TrainingInterrupted) else _stopped_at_once(run_dir)
         summary.update(status="interrupted", error=str(exc), resume_command=resume_command(overrides, run_dir))
         summary["wall_time_s"] = time.perf_counter() - started
         write_summary()
         if trainer is not None:
             trainer.end_run(summary)
-        raise
+        raise exc from None
     except BaseException as exc:
         summary.update(status="failed", error=str(exc) or exc.__class__.__name__)
         summary["wall_time_s"] = time.perf_counter() - started
@@ -126,6 +131,12 @@ def train_run(
     trainer.end_run(summary)
     log.info("done in %.1fs; records in %s", summary["wall_time_s"], run_dir)
     return summary
+
+
+def _stopped_at_once(run_dir: Path) -> TrainingInterrupted:
+    """A SIGINT that did not wait for the step to finish; the last checkpoint, if any, is where to resume."""
+    last = run_dir / "checkpoints" / "last.pt"
+    return TrainingInterrupted(signal.SIGINT, last if last.is_file() else None, "at once")
 
 
 def _save_pictures(cfg: DictConfig, trainer: Trainer, run_dir: Path) -> None:

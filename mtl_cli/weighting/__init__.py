@@ -57,6 +57,13 @@ METHODS: dict[str, type[Weighting]] = {
 }
 
 
+def method_options(name: str) -> list[str] | None:
+    """The option names of weighting method ``name`` (``weighting.<option>``), ``None`` for an unknown method."""
+    if name not in METHODS:
+        return None
+    return [f.name for f in dataclasses.fields(METHODS[name].options_class)]
+
+
 def parse_options(name: str, raw: Mapping[str, Any] | None) -> MethodOptions:
     """The typed, range-checked options of method ``name`` from ``weighting.*`` (``name`` excluded)."""
     if name not in METHODS:
@@ -161,5 +168,6 @@ __all__ = [
     "aggregate",
     "build_weighting",
     "check_static_weights",
+    "method_options",
     "parse_options",
 ]

@@ -116,6 +116,10 @@ CORRUPTIONS = {
         lambda r: (r / "train" / "cls.csv").write_text("image,label\nimg_999.png,1\n"),
         r"cls\.csv line 2 names img_999\.png, which is not a file in images/",
     ),
+    "csv not utf-8": (  # issue 12.4
+        lambda r: (r / "train" / "cls.csv").write_bytes(b"image,label\nimg_000.png,1\nimg_\xff\xfe.png,0\n"),
+        r"cls\.csv \(labels of task cls\) is not UTF-8 text: byte 30 \(line 3\) cannot be decoded",
+    ),
     "multilabel width": (
         lambda r: (r / "train" / "multilabel.csv").write_text("image,a,b\nimg_000.png,1,0\n"),
         r"multilabel\.csv has 2 label columns; task multilabel expects 3",

@@ -107,9 +107,29 @@ def test_corrupt_and_malicious_checkpoints(run, tmp_path, monkeypatch, capsys):
     code, _, err = _eval_cli(monkeypatch, capsys, "ckpt=cut.pt")
     assert code == 2 and "truncated or corrupt" in err
     code, _, err = _eval_cli(monkeypatch, capsys)
-    assert code == 0  # no arguments: the usage
+    assert code == 2 and err.startswith("usage: mtl-eval")  # no arguments: the usage, as an error (issue 12.13)
     code, _, err = _eval_cli(monkeypatch, capsys, "split=val")
     assert code == 2 and "no checkpoint given" in err
     with pytest.raises(UserError, match="does not exist"):
         evaluate_checkpoint(EvalOptions("nowhere.pt"))
     assert load_checkpoint(run / "checkpoints" / "last.pt")["overrides"] == [*TINY, *SETTINGS]
+
+
+def test_eval_never_replaces_a_file_it_did_not_write(run, tmp_path, monkeypatch, capsys):
+    """Issue 12.1: output= at a checkpoint or a summary is refused; overwrite=true replaces atomically."""
+    checkpoint = run / "checkpoints" / "last.pt"
+    before = {p: p.read_bytes() for p in (checkpoint, run / "summary.json")}
+    for target in before:
+        code, _, err = _eval_cli(monkeypatch, capsys, f"ckpt={run}", f"output={target}")
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and "already exists" in lines[0] and "overwrite=true" in lines[0], err
+    assert all(p.read_bytes() == data for p, data in before.items())
+    code, _, err = _eval_cli(monkeypatch, capsys, f"ckpt={run}", f"output={run}")
+    assert code == 2 and "is a directory" in err
+    other = tmp_path / "notes.json"
+    other.write_text("{}")
+    code, _, _ = _eval_cli(monkeypatch, capsys, f"ckpt={run}", f"output={other}", "overwrite=true")
+    assert code == 0 and json.loads(other.read_text())["split"] == "val"
+    assert not list(tmp_path.glob(".*.tmp"))
+    code, _, _ = _eval_cli(monkeypatch, capsys, f"ckpt={run}", f"output={other}")  # its own earlier result
+    assert code == 0

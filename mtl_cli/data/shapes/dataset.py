@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from mtl_cli.data.shapes.render import FORMAT_VERSION, TASK_NAMES, generate_scenes
+from mtl_cli.errors import UserError
 from mtl_cli.utils.files import atomic_write
 
 
@@ -33,12 +35,18 @@ def _load_or_generate(
                 arrays = {key: f[key] for key in f.files}
             if set(arrays) == {"image", *TASK_NAMES} and arrays["image"].shape == (num, 3, image_size, image_size):
                 return arrays
-        except (OSError, ValueError, EOFError):
-            pass  # corrupt / foreign file: regenerate and overwrite
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+            pass  # truncated / corrupt / foreign file: regenerate and replace it
     arrays = generate_scenes(num, image_size, seed, max_objects)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path, "wb") as f:
-        np.savez(f, **arrays)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path, "wb") as f:
+            np.savez(f, **arrays)
+    except OSError as exc:
+        raise UserError(
+            f"data.cache_dir={cache_dir}: cannot write the cache file {path} ({exc.strerror or exc}); "
+            f"give a writable directory or drop data.cache_dir"
+        ) from exc
     return arrays
 
 
