@@ -36,39 +36,44 @@ def _xywh(boxes: Tensor) -> np.ndarray:
     return np.stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], axis=1)
 
 
-def _match(scores: np.ndarray, dt: np.ndarray, gt: np.ndarray, max_dets: int) -> tuple[np.ndarray, np.ndarray]:
+def _match(
+    scores: np.ndarray, dt: np.ndarray, gt: np.ndarray, max_dets: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Greedy matching of one image and category at every IoU threshold.
 
     Detections are taken by descending score (stable: input order breaks ties) up to
     ``max_dets``; each takes the still unmatched GT box of highest IoU that reaches the
     threshold (the last such box on equal IoU, as pycocotools). Returns the kept scores
-    ``[D]`` and the matched flags ``[T, D]``.
+    ``[D]``, the matched flags ``[T, D]`` and the ignored flags ``[T, D]``: as in
+    pycocotools' area range "all", an unmatched detection of negative area (an invalid
+    box with ``x2 < x1`` xor ``y2 < y1``) counts neither as true nor as false positive.
     """
     order = np.argsort(-scores, kind="mergesort")[:max_dets]
     scores, dt = scores[order], dt[order]
     matched = np.zeros((len(IOU_THRESHOLDS), len(order)), dtype=bool)
-    if len(gt) == 0 or len(dt) == 0:
-        return scores, matched
-    ious = _iou_xywh(dt, gt)
-    for t, thr in enumerate(IOU_THRESHOLDS):
-        taken = np.zeros(len(gt), dtype=bool)
-        for d in range(len(dt)):
-            best, m = min(thr, 1 - 1e-10), -1
-            for g in range(len(gt)):
-                if taken[g] or ious[d, g] < best:
-                    continue
-                best, m = ious[d, g], g
-            if m >= 0:
-                taken[m] = True
-                matched[t, d] = True
-    return scores, matched
+    if len(gt) and len(dt):
+        ious = _iou_xywh(dt, gt)
+        for t, thr in enumerate(IOU_THRESHOLDS):
+            taken = np.zeros(len(gt), dtype=bool)
+            for d in range(len(dt)):
+                best, m = min(thr, 1 - 1e-10), -1
+                for g in range(len(gt)):
+                    if taken[g] or ious[d, g] < best:
+                        continue
+                    best, m = ious[d, g], g
+                if m >= 0:
+                    taken[m] = True
+                    matched[t, d] = True
+    ignored = ~matched & (dt[:, 2] * dt[:, 3] < 0)[None, :]
+    return scores, matched, ignored
 
 
-def _average_precision(scores: np.ndarray, matched: np.ndarray, num_gt: int) -> np.ndarray:
+def _average_precision(scores: np.ndarray, matched: np.ndarray, ignored: np.ndarray, num_gt: int) -> np.ndarray:
     """101-point interpolated precision averaged over recall, per IoU threshold ``[T]``."""
     order = np.argsort(-scores, kind="mergesort")
-    tp = np.cumsum(matched[:, order], axis=1).astype(float)
-    fp = np.cumsum(~matched[:, order], axis=1).astype(float)
+    matched, ignored = matched[:, order], ignored[:, order]
+    tp = np.cumsum(matched & ~ignored, axis=1).astype(float)
+    fp = np.cumsum(~matched & ~ignored, axis=1).astype(float)
     ap = np.zeros(len(IOU_THRESHOLDS))
     for t in range(len(IOU_THRESHOLDS)):
         if tp.shape[1] == 0:
@@ -167,14 +172,17 @@ class DetectionMetrics(MetricAccumulator):
         classes = sorted({int(c) for im in self.images for c in im["gt_labels"]})
         out = {}
         for c in classes:
-            scores, matched, num_gt = [], [], 0
+            scores, matched, ignored, num_gt = [], [], [], 0
             for im in self.images:
                 g, d = im["gt_labels"] == c, im["dt_labels"] == c
                 num_gt += int(g.sum())
-                s, m = _match(im["scores"][d], im["dt"][d], im["gt"][g], self.max_dets)
+                s, m, ig = _match(im["scores"][d], im["dt"][d], im["gt"][g], self.max_dets)
                 scores.append(s)
                 matched.append(m)
-            out[c] = _average_precision(np.concatenate(scores), np.concatenate(matched, axis=1), num_gt)
+                ignored.append(ig)
+            out[c] = _average_precision(
+                np.concatenate(scores), np.concatenate(matched, axis=1), np.concatenate(ignored, axis=1), num_gt
+            )
         return out
 
     def compute(self) -> dict[str, float]:
