@@ -17,6 +17,8 @@ from torch import Tensor
 
 __all__ = [
     "MIN_VISIBLE_FRACTION",
+    "MIN_PIXEL_FRACTION",
+    "default_min_pixels",
     "boxes_from_instances",
     "hflip_boxes",
     "crop_resize_boxes",
@@ -26,6 +28,15 @@ __all__ = [
 
 MIN_VISIBLE_FRACTION: float = 0.25
 """Default share of a box's area that must stay inside a crop for the box to be kept."""
+
+
+MIN_PIXEL_FRACTION: float = 0.004
+"""Default min-pixels rule: an instance needs ``0.4 %`` of the image visible (16 px at 64 x 64)."""
+
+
+def default_min_pixels(height: int, width: int) -> int:
+    """The default ``min_pixels`` of an ``height x width`` image: ``max(1, round(MIN_PIXEL_FRACTION * H * W))``."""
+    return max(1, round(MIN_PIXEL_FRACTION * int(height) * int(width)))
 
 
 def boxes_from_instances(

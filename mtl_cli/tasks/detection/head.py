@@ -68,7 +68,7 @@ class CenterNetHead(nn.Module):
         nn.init.constant_(self.box[-1].bias[2:], 1.0)  # start at ~11 px boxes
 
     def forward(self, features: Tensor | Sequence[Tensor], out_size: tuple[int, int]) -> Tensor:
-        maps = list(features) if self.multi_scale else [features]
+        maps = [features] if isinstance(features, Tensor) else list(features)
         if len(maps) != len(self.lateral):
             raise ValueError(f"expected {len(self.lateral)} feature maps, got {len(maps)}")
         grid = grid_size(out_size)

@@ -112,3 +112,10 @@ def test_pack_unpack_round_trip():
     for a, b in zip(back, targets):
         assert torch.equal(a["boxes"], b["boxes"]) and torch.equal(a["labels"], b["labels"])
     assert pack_boxes([targets[1]]).shape == (1, 0, 5)
+
+
+def test_default_min_pixels():
+    from mtl_cli.tasks.detection.boxes import default_min_pixels
+
+    assert default_min_pixels(64, 64) == 16
+    assert default_min_pixels(8, 8) == 1
