@@ -39,6 +39,10 @@ def _conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
 class CenterNetHead(nn.Module):
     """Fuses one or several feature maps on the stride-4 grid, then predicts heatmaps and boxes.
 
+    Cost is kept near a dense task's decoder: 1x1 projections at the input
+    resolutions, one 3x3 convolution on the fused grid, then a 3x3 convolution with
+    ``mid_channels // 2`` channels and a 1x1 output in each of the two branches.
+
     ``in_channels`` is an int for one feature map or a sequence for a list of maps
     (any strides; each is projected by a 1x1 convolution, resized bilinearly to the
     grid and summed, a light FPN). ``forward(features, out_size)`` returns the raw
@@ -54,14 +58,14 @@ class CenterNetHead(nn.Module):
         if not channels:
             raise ValueError("in_channels must name at least one feature map")
         self.num_classes = int(num_classes)
+        branch = max(mid_channels // 2, 8)
         self.lateral = nn.ModuleList(nn.Conv2d(c, mid_channels, 1) for c in channels)
-        self.fuse = nn.Sequential(_conv_bn_relu(mid_channels, mid_channels), _conv_bn_relu(mid_channels, mid_channels))
+        self.fuse = _conv_bn_relu(mid_channels, mid_channels)
         self.heat = nn.Sequential(
-            nn.Conv2d(mid_channels, mid_channels, 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(mid_channels, self.num_classes, 1),
+            nn.Conv2d(mid_channels, branch, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(branch, self.num_classes, 1)
         )
         self.box = nn.Sequential(
-            nn.Conv2d(mid_channels, mid_channels, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(mid_channels, 4, 1)
+            nn.Conv2d(mid_channels, branch, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(branch, 4, 1)
         )
         nn.init.constant_(self.heat[-1].bias, -math.log((1 - prior) / prior))  # focal-loss prior
         nn.init.zeros_(self.box[-1].bias)

@@ -53,17 +53,17 @@ def _match(
     matched = np.zeros((len(IOU_THRESHOLDS), len(order)), dtype=bool)
     if len(gt) and len(dt):
         ious = _iou_xywh(dt, gt)
-        for t, thr in enumerate(IOU_THRESHOLDS):
-            taken = np.zeros(len(gt), dtype=bool)
-            for d in range(len(dt)):
-                best, m = min(thr, 1 - 1e-10), -1
-                for g in range(len(gt)):
-                    if taken[g] or ious[d, g] < best:
-                        continue
-                    best, m = ious[d, g], g
-                if m >= 0:
-                    taken[m] = True
-                    matched[t, d] = True
+        floor = np.minimum(IOU_THRESHOLDS, 1 - 1e-10)[:, None]  # [T, 1]
+        taken = np.zeros((len(IOU_THRESHOLDS), len(gt)), dtype=bool)
+        rows = np.arange(len(IOU_THRESHOLDS))
+        last = len(gt) - 1
+        for d in range(len(dt)):
+            cand = np.where(~taken & (ious[d][None, :] >= floor), ious[d][None, :], -1.0)  # [T, G]
+            best = cand.max(axis=1)
+            hit = best >= 0
+            m = last - np.argmax((cand == best[:, None])[:, ::-1], axis=1)  # last index of the max
+            taken[rows[hit], m[hit]] = True
+            matched[hit, d] = True
     ignored = ~matched & (dt[:, 2] * dt[:, 3] < 0)[None, :]
     return scores, matched, ignored
 

@@ -96,6 +96,15 @@ def test_hand_made_thresholds_fp_and_unknown_class():
     assert got[1] < 1.0
 
 
+def test_equal_iou_takes_the_last_gt_like_pycocotools():
+    # det 1 overlaps both GT boxes with IoU 0.5; pycocotools gives it the later one (B),
+    # which leaves A (IoU 0.9) for det 2: both are true positives at IoU 0.5
+    gt = [_img([[0, 0, 10, 20], [0, 0, 20, 10]], [0, 0])]
+    preds = [_img([[0, 0, 10, 10], [0, 0, 10, 18]], [0, 0], [0.9, 0.8])]
+    got = _assert_agree(preds, gt, 1)
+    assert got[1] == pytest.approx(1.0)
+
+
 def _random_case(rng: np.random.Generator, crowded: bool):
     num_classes = 3
     preds, targets = [], []
