@@ -13,7 +13,9 @@ Conventions, shared by every module of this package:
 * **Crop rule** (joint transforms). Under a scale-crop each box is shifted into the
   crop and clipped to it; it is dropped when less than ``MIN_VISIBLE_FRACTION`` (25 %)
   of its area stays inside the crop, or when it is under 1 px wide or high after the
-  resize back to the input size. A horizontal flip mirrors the box edges.
+  resize back to the input size. A horizontal flip mirrors the box edges. In the
+  order of ``JointTransform.random_geometry``: ``crop_resize_boxes`` with the same
+  ``(top, left, height, width)`` crop, then ``hflip_boxes`` with the output width.
 * **Head choice: CenterNet-style** (one stride-4 centre heatmap per class plus a box
   per cell), not FCOS. The built-in scenes are 64 px images with objects about 10-35
   px across: a single stride-4 grid (16 x 16) resolves every object centre, while

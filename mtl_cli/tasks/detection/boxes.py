@@ -98,7 +98,8 @@ def crop_resize_boxes(
     The crop rule: every box is shifted into the crop and clipped to it. A box is
     dropped when the clipped part keeps less than ``min_visible`` of the box's area
     before cropping (most of the object left the view; its box could no longer be
-    told from a part of a larger one), or when it is narrower or lower than
+    told from a part of a larger one; the box area stands in for the visible pixel
+    area, which the box label does not carry), or when it is narrower or lower than
     ``min_size`` pixels after resizing. Kept boxes are scaled by ``W / width`` and
     ``H / height`` (the same map as the image pixels, see the module docstring).
     Returns the kept boxes (float32) and their labels.

@@ -119,3 +119,21 @@ def test_default_min_pixels():
 
     assert default_min_pixels(64, 64) == 16
     assert default_min_pixels(8, 8) == 1
+
+
+def test_boxes_of_rendered_scenes_are_tight_around_visible_pixels():
+    from mtl_cli.data.shapes import _generate
+
+    d = _generate(6, 32, seed=3, return_meta=True)
+    kinds = d["params"]["kind"]
+    for i in range(6):
+        inst = d["instance"][i]
+        boxes, labels = boxes_from_instances(inst, kinds[i].tolist(), min_pixels=4)
+        ids = [j for j in range(1, kinds.shape[1] + 1) if (inst == j).sum() >= 4]
+        assert labels.tolist() == [int(kinds[i, j - 1]) for j in ids]
+        for box, j in zip(boxes.long().tolist(), ids):
+            x1, y1, x2, y2 = box
+            window = inst[y1:y2, x1:x2] == j
+            assert window.sum() == (inst == j).sum()  # every visible pixel inside
+            assert window[0].any() and window[-1].any() and window[:, 0].any() and window[:, -1].any()
+            assert (d["seg"][i][inst == j] == kinds[i, j - 1] + 1).all()  # class = seg class - 1
