@@ -16,12 +16,12 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    "MIN_VISIBLE_FRACTION",
     "MIN_PIXEL_FRACTION",
-    "default_min_pixels",
+    "MIN_VISIBLE_FRACTION",
     "boxes_from_instances",
-    "hflip_boxes",
     "crop_resize_boxes",
+    "default_min_pixels",
+    "hflip_boxes",
     "pack_boxes",
     "unpack_boxes",
 ]

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import batched_nms
 
-__all__ = ["STRIDE", "CenterNetHead", "grid_size", "cell_boxes", "cell_regression", "decode"]
+__all__ = ["STRIDE", "CenterNetHead", "cell_boxes", "cell_regression", "decode", "grid_size"]
 
 STRIDE: int = 4
 """Input pixels per output cell."""

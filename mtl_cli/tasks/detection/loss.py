@@ -27,7 +27,7 @@ from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
 from mtl_cli.tasks.detection.boxes import pack_boxes
 from mtl_cli.tasks.detection.head import STRIDE, cell_boxes
 
-__all__ = ["GAUSSIAN_ALPHA", "REGRESSION_MIN_WEIGHT", "encode_targets", "encode_regression", "detection_loss"]
+__all__ = ["GAUSSIAN_ALPHA", "REGRESSION_MIN_WEIGHT", "detection_loss", "encode_regression", "encode_targets"]
 
 GAUSSIAN_ALPHA: float = 0.54
 """Gaussian sigma = ``GAUSSIAN_ALPHA * box size / 6`` (per axis, in cells)."""

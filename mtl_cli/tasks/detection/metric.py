@@ -12,7 +12,7 @@ from torch import Tensor
 
 from mtl_cli.tasks.metrics import MetricAccumulator
 
-__all__ = ["DetectionMetrics", "IOU_THRESHOLDS", "RECALL_THRESHOLDS"]
+__all__ = ["IOU_THRESHOLDS", "RECALL_THRESHOLDS", "DetectionMetrics"]
 
 # the exact grids of pycocotools' Params (same numpy calls -> bit-identical thresholds)
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)

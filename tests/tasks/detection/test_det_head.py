@@ -6,8 +6,18 @@ import pytest
 import torch
 
 from mtl_cli.tasks.detection.boxes import pack_boxes
-from mtl_cli.tasks.detection.head import CenterNetHead, cell_boxes, cell_regression, decode, grid_size
-from mtl_cli.tasks.detection.loss import detection_loss, encode_regression, encode_targets
+from mtl_cli.tasks.detection.head import (
+    CenterNetHead,
+    cell_boxes,
+    cell_regression,
+    decode,
+    grid_size,
+)
+from mtl_cli.tasks.detection.loss import (
+    detection_loss,
+    encode_regression,
+    encode_targets,
+)
 from mtl_cli.tasks.detection.metric import DetectionMetrics
 
 K = 4

@@ -16,8 +16,8 @@ import torch.distributed as dist
 from mtl_cli.tasks.detection.metric import DetectionMetrics
 
 pycocotools = pytest.importorskip("pycocotools")
-from pycocotools.coco import COCO  # noqa: E402
-from pycocotools.cocoeval import COCOeval  # noqa: E402
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 
 def _coco_reference(preds, targets, num_classes):
@@ -192,7 +192,7 @@ def _ddp_worker(rank: int, world: int, init_file: str, queue) -> None:
             result["resync_raises"] = True
         queue.put((rank, result))
         dist.destroy_process_group()
-    except BaseException as exc:  # pragma: no cover - reported to the parent
+    except BaseException as exc:  # noqa: BLE001  # pragma: no cover - reported to the parent
         queue.put((rank, repr(exc)))
 
 
