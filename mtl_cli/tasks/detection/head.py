@@ -112,7 +112,7 @@ def cell_regression(boxes: Tensor) -> Tensor:
 @torch.no_grad()
 def decode(
     raw: Tensor,
-    score_thresh: float = 0.05,
+    score_thresh: float = 0.01,
     max_dets: int = 100,
     image_size: tuple[int, int] | None = None,
     nms_iou: float = 0.7,
