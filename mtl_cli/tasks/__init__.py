@@ -17,8 +17,9 @@ from mtl_cli.tasks.depth import DepthTask
 from mtl_cli.tasks.normals import NormalsTask
 from mtl_cli.tasks.edges import EdgesTask
 from mtl_cli.tasks.multilabel import MultiLabelTask
+from mtl_cli.tasks.detection.task import DetectionTask
 
-for _builtin in (ClassificationTask, SegmentationTask, DepthTask, NormalsTask, EdgesTask, MultiLabelTask):
+for _builtin in (ClassificationTask, SegmentationTask, DepthTask, NormalsTask, EdgesTask, MultiLabelTask, DetectionTask):
     register_task_kind(_builtin)
 del _builtin
 

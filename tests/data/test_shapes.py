@@ -37,7 +37,7 @@ def _bit_identical(a: dict, b: dict) -> bool:
 def test_constants() -> None:
     assert SHAPE_NAMES == ("circle", "square", "triangle", "star")
     assert K == len(SHAPE_NAMES) == 4
-    assert set(TASK_NAMES) == {"cls", "seg", "depth", "normals", "edges", "multilabel"}
+    assert set(TASK_NAMES) == {"cls", "seg", "depth", "normals", "edges", "multilabel", "det"}
     assert isinstance(FORMAT_VERSION, int)
 
 

@@ -30,5 +30,6 @@ Conventions, shared by every module of this package:
   the raw output and :func:`~mtl_cli.tasks.detection.loss.detection_loss`.
 
 Modules: ``boxes`` (labels and their geometry), ``head`` (network, decoding),
-``loss`` (target encoding, ``L_det``), ``metric`` (COCO mAP accumulator).
+``loss`` (target encoding, ``L_det``), ``metric`` (COCO mAP accumulator), ``task``
+(the ``det`` task kind built from them).
 """

@@ -10,6 +10,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from mtl_cli.tasks.detection.boxes import unpack_boxes
 from mtl_cli.tasks.metrics import MetricAccumulator
 
 __all__ = ["IOU_THRESHOLDS", "RECALL_THRESHOLDS", "DetectionMetrics"]
@@ -102,7 +103,8 @@ class DetectionMetrics(MetricAccumulator):
 
     ``update(preds, targets, valid=None)`` takes per-image dicts: ``preds[i]`` with
     ``boxes`` ``[D, 4]`` xyxy, ``scores`` ``[D]``, ``labels`` ``[D]`` and ``targets[i]``
-    with ``boxes`` ``[G, 4]`` and ``labels`` ``[G]``; images with ``valid[i] = False``
+    with ``boxes`` ``[G, 4]`` and ``labels`` ``[G]`` (or the packed ``[B, G, 5]`` batch of
+    :func:`~mtl_cli.tasks.detection.boxes.pack_boxes`); images with ``valid[i] = False``
     are skipped. Unlike the dense accumulators it copies its (small, variable-length)
     inputs to the CPU at once: decoded detections are already host-synchronised.
     ``sync()`` gathers the per-image records of all ranks with ``all_gather_object``.
@@ -126,9 +128,11 @@ class DetectionMetrics(MetricAccumulator):
     def update(  # type: ignore[override]
         self,
         preds: Sequence[dict[str, Tensor]],
-        targets: Sequence[dict[str, Tensor]],
+        targets: Tensor | Sequence[dict[str, Tensor]],
         valid: Tensor | None = None,
     ) -> None:
+        if isinstance(targets, Tensor):
+            targets = unpack_boxes(targets)
         if len(preds) != len(targets):
             raise ValueError(f"{len(preds)} predictions for {len(targets)} targets")
         keep = [True] * len(preds) if valid is None else [bool(v) for v in valid.reshape(-1).tolist()]

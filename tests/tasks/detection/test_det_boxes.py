@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mtl_cli.data.transforms import resample
+from mtl_cli.tasks.geometry import Geometry
 from mtl_cli.tasks.detection.boxes import (
     boxes_from_instances,
     crop_resize_boxes,
@@ -78,7 +78,7 @@ def test_crop_resize_matches_resampled_map():
     crop = (4, 4, 8, 8)  # top, left, h, w
     boxes, labels = boxes_from_instances(inst, [0, 1], 1)
     moved, moved_labels = crop_resize_boxes(boxes, labels, crop, (16, 16), min_visible=0.0)
-    zoomed = resample(torch.from_numpy(inst).long(), "seg", crop, (16, 16))
+    zoomed = Geometry(size=(16, 16), box=crop).nearest(torch.from_numpy(inst).long())
     expected, expected_labels = boxes_from_instances(zoomed, [0, 1], 1)
     assert torch.equal(moved, expected) and torch.equal(moved_labels, expected_labels)
 
@@ -122,7 +122,7 @@ def test_default_min_pixels():
 
 
 def test_boxes_of_rendered_scenes_are_tight_around_visible_pixels():
-    from mtl_cli.data.shapes import _generate
+    from mtl_cli.data.shapes.render import _generate
 
     d = _generate(6, 32, seed=3, return_meta=True)
     kinds = d["params"]["kind"]
