@@ -60,7 +60,7 @@ def step_costs(overrides: list[str], repeats: int) -> None:
             batch = next(iter(parts.train_loader))
             model, tasks = parts.model.train(), parts.tasks
 
-            def step() -> None:
+            def step(model=model, batch=batch, tasks=tasks) -> None:
                 model.zero_grad(set_to_none=True)
                 preds = model(batch["image"])
                 sum(t.loss(preds[t.name], batch[t.name]) for t in tasks).backward()
@@ -70,9 +70,12 @@ def step_costs(overrides: list[str], repeats: int) -> None:
             rows.append((f"train step task={combo}", cpu_ms(step, repeats)))
             for task in tasks:
                 raw = preds[task.name].detach()
-                rows.append((f"  loss {task.name} (in task={combo})", cpu_ms(lambda: task.loss(raw, batch[task.name]), repeats)))
+                target = batch[task.name]
+                rows.append((f"  loss {task.name} (in task={combo})",
+                             cpu_ms(lambda t=task, r=raw, y=target: t.loss(r, y), repeats)))
                 if task.kind == "det":
-                    rows.append((f"  decode {task.name} (validation only)", cpu_ms(lambda: task.metric_input(raw), repeats)))
+                    rows.append((f"  decode {task.name} (validation only)",
+                                 cpu_ms(lambda t=task, r=raw: t.metric_input(r), repeats)))
     print(f"CPU ms per batch of {batch['image'].shape[0]} ({torch.get_num_threads()} threads, median of {repeats})")
     for name, ms in rows:
         print(f"  {name:<40} {ms:8.1f}")

@@ -19,8 +19,9 @@ without annotations has no boxes (a negative); an image without a seg file has n
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from mtl_cli.tasks.geometry import Geometry
 from mtl_cli.tasks.detection.boxes import (
     boxes_from_instances,
     crop_resize_boxes,
@@ -14,6 +13,7 @@ from mtl_cli.tasks.detection.boxes import (
     pack_boxes,
     unpack_boxes,
 )
+from mtl_cli.tasks.geometry import Geometry
 
 
 def _brute_force(inst: np.ndarray, classes, min_pixels: int):

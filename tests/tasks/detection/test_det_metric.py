@@ -16,8 +16,8 @@ import torch.distributed as dist
 from mtl_cli.tasks.detection.metric import DetectionMetrics
 
 pycocotools = pytest.importorskip("pycocotools")
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
+from pycocotools.coco import COCO  # noqa: E402 (after importorskip)
+from pycocotools.cocoeval import COCOeval  # noqa: E402
 
 
 def _coco_reference(preds, targets, num_classes):

@@ -7,6 +7,7 @@ import functools
 import pytest
 import torch
 from omegaconf import OmegaConf
+from weighting.conftest import Setup, compose_config, train_step
 
 from mtl_cli.data import MultiTaskCollate
 from mtl_cli.data.shapes import ShapesDataset
@@ -14,7 +15,6 @@ from mtl_cli.engine.build import build_components
 from mtl_cli.models import build_model
 from mtl_cli.tasks import build_task
 from mtl_cli.weighting import build_weighting
-from weighting.conftest import Setup, compose_config, train_step
 
 INFO = {"det": {"num_classes": 4}, "seg": {"num_classes": 5}}
 # every architecture; shared_layers at each branch point of small_cnn (stages 0..3, then the decoder)
@@ -27,7 +27,7 @@ def _tasks(names):
     return [build_task(n, {"kind": n}, INFO[n]) for n in names]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _batch(names: tuple[str, ...]) -> dict:
     data = ShapesDataset(num=4, image_size=32, seed=0, tasks=list(names))
     return MultiTaskCollate(_tasks(names))([data[i] for i in range(4)])
