@@ -52,6 +52,7 @@ def test_generate_shapes_dtypes_and_ranges() -> None:
         "normals": ((n, 3, s, s), np.float32),
         "edges": ((n, 1, s, s), np.float32),
         "multilabel": ((n, K), np.float32),
+        "det": ((n, 3, 5), np.float32),  # max_objects box rows, padded with label -1
     }
     assert set(d) == set(expected)
     for key, (shape, dtype) in expected.items():
