@@ -54,8 +54,18 @@ def step_costs(overrides: list[str], repeats: int) -> None:
     rows = []
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         for combo in COMBOS:
-            cfg = validate(compose("train", overrides=[f"task={combo}", "data.num_train=64", "data.num_val=8",
-                                                       "trainer.progress=false", *overrides]))
+            cfg = validate(
+                compose(
+                    "train",
+                    overrides=[
+                        f"task={combo}",
+                        "data.num_train=64",
+                        "data.num_val=8",
+                        "trainer.progress=false",
+                        *overrides,
+                    ],
+                )
+            )
             parts = build_components(cfg)
             batch = next(iter(parts.train_loader))
             model, tasks = parts.model.train(), parts.tasks
@@ -71,11 +81,19 @@ def step_costs(overrides: list[str], repeats: int) -> None:
             for task in tasks:
                 raw = preds[task.name].detach()
                 target = batch[task.name]
-                rows.append((f"  loss {task.name} (in task={combo})",
-                             cpu_ms(lambda t=task, r=raw, y=target: t.loss(r, y), repeats)))
+                rows.append(
+                    (
+                        f"  loss {task.name} (in task={combo})",
+                        cpu_ms(lambda t=task, r=raw, y=target: t.loss(r, y), repeats),
+                    )
+                )
                 if task.kind == "det":
-                    rows.append((f"  decode {task.name} (validation only)",
-                                 cpu_ms(lambda t=task, r=raw: t.metric_input(r), repeats)))
+                    rows.append(
+                        (
+                            f"  decode {task.name} (validation only)",
+                            cpu_ms(lambda t=task, r=raw: t.metric_input(r), repeats),
+                        )
+                    )
     print(f"CPU ms per batch of {batch['image'].shape[0]} ({torch.get_num_threads()} threads, median of {repeats})")
     for name, ms in rows:
         print(f"  {name:<40} {ms:8.1f}")
@@ -87,8 +105,13 @@ def train_runs(seeds: list[int], overrides: list[str], out: Path) -> dict[str, l
     for seed in seeds:
         for combo in COMBOS:
             run_dir = out / f"{combo}_seed{seed}"
-            args = [f"task={combo}", f"trainer.seed={seed}", "trainer.progress=false", f"hydra.run.dir={run_dir}",
-                    *overrides]
+            args = [
+                f"task={combo}",
+                f"trainer.seed={seed}",
+                "trainer.progress=false",
+                f"hydra.run.dir={run_dir}",
+                *overrides,
+            ]
             subprocess.run([sys.executable, "-m", "mtl_cli.train", *args], check=True, capture_output=True)
             summaries[combo].append(json.loads((run_dir / "summary.json").read_text()))
             print(f"  trained task={combo} seed={seed}: {summaries[combo][-1]['metrics']}", flush=True)
@@ -111,18 +134,24 @@ def quality_table(summaries: dict[str, list[dict]]) -> None:
         cells = [mean_std([r["metrics"][t][m] for r in runs]) if t in runs[0]["metrics"] else "" for t, m in columns]
         deltas = ""
         if combo == "seg+det":
-            values = [delta_m(run["metrics"], {**seg["metrics"], **det["metrics"]}, run["metric_directions"])
-                      for run, seg, det in zip(runs, summaries["seg"], summaries["det"])]
+            values = [
+                delta_m(run["metrics"], {**seg["metrics"], **det["metrics"]}, run["metric_directions"])
+                for run, seg, det in zip(runs, summaries["seg"], summaries["det"])
+            ]
             deltas = mean_std(values)
         print(f"| task={combo} | " + " | ".join(cells) + f" | {deltas} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--overrides", nargs="*", default=[], help="Hydra overrides for every run, e.g. trainer.epochs=3")
+    parser.add_argument(
+        "--overrides", nargs="*", default=[], help="Hydra overrides for every run, e.g. trainer.epochs=3"
+    )
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per measurement (after one warm-up)")
     parser.add_argument("--seeds", type=int, nargs="*", default=[], help="train det, seg and det+seg once per seed")
-    parser.add_argument("--out", type=Path, default=None, help="where the runs of --seeds go (default: a temporary folder)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="where the runs of --seeds go (default: a temporary folder)"
+    )
     args = parser.parse_args()
     register_configs()
     step_costs(args.overrides, args.repeats)

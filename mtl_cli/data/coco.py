@@ -76,7 +76,11 @@ class CocoDataset(Dataset):
     """One split of a COCO-format folder; items carry ``valid`` flags for every task."""
 
     def __init__(
-        self, split_dir: Path, specs: Mapping[str, LabelSpec], num: int | None, check_files: int,
+        self,
+        split_dir: Path,
+        specs: Mapping[str, LabelSpec],
+        num: int | None,
+        check_files: int,
         resize: tuple[int, int] | None,
     ) -> None:
         self.specs = dict(specs)
@@ -99,7 +103,9 @@ class CocoDataset(Dataset):
                 self.seg_files[name] = self._label_files(split_dir / name, spec)
                 labelled = sum(f is not None for f in self.seg_files[name])
             else:
-                raise UserError(f"data=coco provides boxes (det) and per-image dense labels (seg), not {spec.kind} labels")
+                raise UserError(
+                    f"data=coco provides boxes (det) and per-image dense labels (seg), not {spec.kind} labels"
+                )
             if labelled == 0:
                 raise DataFileError(f"no image of {split_dir} has a label for task {name}; add labels or drop the task")
         first = read_image(self.images[0])
@@ -121,8 +127,10 @@ class CocoDataset(Dataset):
         for record in content["images"]:
             image_id = _field(record, "id", int, path, "an image")
             file_name = _field(record, "file_name", str, path, f"image {image_id}")
-            size = (_field(record, "height", int, path, f"image {image_id}"),
-                    _field(record, "width", int, path, f"image {image_id}"))
+            size = (
+                _field(record, "height", int, path, f"image {image_id}"),
+                _field(record, "width", int, path, f"image {image_id}"),
+            )
             if not (image_dir / file_name).is_file():
                 raise DataFileError(f"{path}: image {image_id} is {file_name}, which is missing from {image_dir}")
             by_id[image_id] = {"file": file_name, "size": size, "boxes": [], "labels": [], "sources": []}
@@ -135,10 +143,10 @@ class CocoDataset(Dataset):
             if len(bbox) != 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox):
                 raise DataFileError(f"{path}: {what} has bbox {bbox!r}; expected [x, y, width, height] numbers")
             if image_id not in by_id:
-                raise DataFileError(f"{path}: {what} refers to image {image_id}, which \"images\" does not list")
+                raise DataFileError(f'{path}: {what} refers to image {image_id}, which "images" does not list')
             if category not in label_of:
                 raise DataFileError(
-                    f"{path}: {what} has category_id {category}, which is not in \"categories\" "
+                    f'{path}: {what} has category_id {category}, which is not in "categories" '
                     f"(ids {', '.join(map(str, categories))})"
                 )
             if ann.get("iscrowd", 0):
@@ -150,8 +158,11 @@ class CocoDataset(Dataset):
         by_file = {}
         for entry in by_id.values():
             by_file[entry["file"]] = spec.task_class.label_from_boxes(  # type: ignore[attr-defined]
-                spec, np.asarray(entry["boxes"], dtype=np.float64).reshape(-1, 4), np.asarray(entry["labels"]),
-                entry["size"], entry["sources"],
+                spec,
+                np.asarray(entry["boxes"], dtype=np.float64).reshape(-1, 4),
+                np.asarray(entry["labels"]),
+                entry["size"],
+                entry["sources"],
             )
             self.sizes[entry["file"]] = entry["size"]
         return [by_file.get(p.relative_to(image_dir).as_posix()) for p in self.images]
@@ -194,7 +205,9 @@ class CocoDataset(Dataset):
 
     @staticmethod
     def _read_dense(spec: LabelSpec, path: Path, size: tuple[int, int]) -> Tensor:
-        array = read_npy(path) if path.suffix == ".npy" else spec.task_class.label_from_png(spec, read_label_image(path))
+        array = (
+            read_npy(path) if path.suffix == ".npy" else spec.task_class.label_from_png(spec, read_label_image(path))
+        )
         return spec.from_array(array, path, size)
 
 

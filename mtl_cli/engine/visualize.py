@@ -6,8 +6,8 @@ The grid is generic: each task draws its own maps (``Task.draw``) or over the im
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import torch
 from torch import Tensor

@@ -25,15 +25,41 @@ def _instances(n_images: int) -> dict:
     annotations, ann_id = [], 1
     for i, entries in boxes.items():
         for bbox, category in entries:
-            annotations.append({"id": ann_id, "image_id": 10 + i, "category_id": category, "bbox": bbox,
-                                "area": bbox[2] * bbox[3], "iscrowd": 0, "segmentation": []})
+            annotations.append(
+                {
+                    "id": ann_id,
+                    "image_id": 10 + i,
+                    "category_id": category,
+                    "bbox": bbox,
+                    "area": bbox[2] * bbox[3],
+                    "iscrowd": 0,
+                    "segmentation": [],
+                }
+            )
             ann_id += 1
-    annotations.append({"id": 99, "image_id": 11, "category_id": 3, "bbox": [1, 1, 4, 4], "area": 16,
-                        "iscrowd": 1, "segmentation": {"counts": [], "size": [H, W]}})
-    categories = [{"id": 3, "name": "cup", "supercategory": "x"}, {"id": 5, "name": "pen", "supercategory": "x"},
-                  {"id": 7, "name": "box", "supercategory": "x"}]
-    return {"info": {"description": "fixture"}, "licenses": [], "images": images, "annotations": annotations,
-            "categories": categories}
+    annotations.append(
+        {
+            "id": 99,
+            "image_id": 11,
+            "category_id": 3,
+            "bbox": [1, 1, 4, 4],
+            "area": 16,
+            "iscrowd": 1,
+            "segmentation": {"counts": [], "size": [H, W]},
+        }
+    )
+    categories = [
+        {"id": 3, "name": "cup", "supercategory": "x"},
+        {"id": 5, "name": "pen", "supercategory": "x"},
+        {"id": 7, "name": "box", "supercategory": "x"},
+    ]
+    return {
+        "info": {"description": "fixture"},
+        "licenses": [],
+        "images": images,
+        "annotations": annotations,
+        "categories": categories,
+    }
 
 
 def _write(root: Path, n_images: int = 4, seg_for: tuple[int, ...] = (0, 2)) -> Path:
@@ -43,7 +69,9 @@ def _write(root: Path, n_images: int = 4, seg_for: tuple[int, ...] = (0, 2)) -> 
         (root / split / "images").mkdir(parents=True)
         (root / split / "seg").mkdir()
         for i in range(n_images):
-            Image.fromarray(rng.integers(0, 256, (H, W, 3), dtype=np.uint8)).save(root / split / "images" / f"im{i}.png")
+            Image.fromarray(rng.integers(0, 256, (H, W, 3), dtype=np.uint8)).save(
+                root / split / "images" / f"im{i}.png"
+            )
         for i in seg_for:
             Image.fromarray(rng.integers(0, 3, (H, W)).astype(np.uint8)).save(root / split / "seg" / f"im{i}.png")
         (root / split / "instances.json").write_text(json.dumps(_instances(3)))
@@ -56,7 +84,14 @@ def _cfg(root: Path, **extra):
     cfg.tasks.det.num_classes = 3
     cfg.tasks.seg.num_classes = 3
     cfg.check_files = 4
-    cfg.augment = {"scale": [1.0, 1.0], "hflip": False, "brightness": 0.0, "contrast": 0.0, "saturation": 0.0, "hue": 0.0}
+    cfg.augment = {
+        "scale": [1.0, 1.0],
+        "hflip": False,
+        "brightness": 0.0,
+        "contrast": 0.0,
+        "saturation": 0.0,
+        "hue": 0.0,
+    }
     return OmegaConf.merge(cfg, extra)
 
 
@@ -89,16 +124,26 @@ def _break(root: Path, change) -> None:
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda c: c["images"].append({"id": 50, "file_name": "gone.png", "width": W, "height": H}),
-         r"instances\.json: image 50 is gone\.png, which is missing from .*images"),
-        (lambda c: c["annotations"][0].update(bbox=[25, 3, 10, 8]),
-         r"instances\.json: annotation 1 \(image im0\.png\): box \[x=25, y=3, w=10, h=8\] reaches outside the 32x24 image"),
-        (lambda c: c["annotations"][1].update(bbox=[2, 3, 0, 8]),
-         r"instances\.json: annotation 2 \(image im0\.png\): box .* has a non-positive size"),
-        (lambda c: c["annotations"][2].update(category_id=4),
-         r"instances\.json: annotation 3 has category_id 4, which is not in \"categories\" \(ids 3, 5, 7\)"),
-        (lambda c: c["annotations"][0].update(bbox=[1, 2, 3]),
-         r"instances\.json: annotation 1 has bbox \[1, 2, 3\]; expected \[x, y, width, height\]"),
+        (
+            lambda c: c["images"].append({"id": 50, "file_name": "gone.png", "width": W, "height": H}),
+            r"instances\.json: image 50 is gone\.png, which is missing from .*images",
+        ),
+        (
+            lambda c: c["annotations"][0].update(bbox=[25, 3, 10, 8]),
+            r"instances\.json: annotation 1 \(image im0\.png\): box \[x=25, y=3, w=10, h=8\] reaches outside the 32x24 image",
+        ),
+        (
+            lambda c: c["annotations"][1].update(bbox=[2, 3, 0, 8]),
+            r"instances\.json: annotation 2 \(image im0\.png\): box .* has a non-positive size",
+        ),
+        (
+            lambda c: c["annotations"][2].update(category_id=4),
+            r"instances\.json: annotation 3 has category_id 4, which is not in \"categories\" \(ids 3, 5, 7\)",
+        ),
+        (
+            lambda c: c["annotations"][0].update(bbox=[1, 2, 3]),
+            r"instances\.json: annotation 1 has bbox \[1, 2, 3\]; expected \[x, y, width, height\]",
+        ),
         (lambda c: c.pop("categories"), r"instances\.json is not COCO instances JSON: the file has no 'categories'"),
     ],
     ids=["missing-image", "box-outside", "non-positive", "unknown-category", "bad-bbox", "no-categories"],
@@ -120,5 +165,7 @@ def test_malformed_json_and_class_count(tmp_path):
     path.write_text(json.dumps(_instances(3)))
     cfg = _cfg(root)
     cfg.tasks.det.num_classes = 5
-    with pytest.raises(UserError, match=r"has 3 categories but task det has num_classes=5; set data\.tasks\.det\.num_classes=3"):
+    with pytest.raises(
+        UserError, match=r"has 3 categories but task det has num_classes=5; set data\.tasks\.det\.num_classes=3"
+    ):
         build_datasets(cfg, ["det"])

@@ -70,8 +70,10 @@ def boxes_from_instances(
         out = torch.full((n,), start, dtype=torch.int64)
         return out.scatter_reduce(0, ids, values, reduce=how, include_self=True)
 
-    box = torch.stack([reduce(xs, "amin", big), reduce(ys, "amin", big), reduce(xs, "amax", -1) + 1,
-                       reduce(ys, "amax", -1) + 1], dim=1)
+    box = torch.stack(
+        [reduce(xs, "amin", big), reduce(ys, "amin", big), reduce(xs, "amax", -1) + 1, reduce(ys, "amax", -1) + 1],
+        dim=1,
+    )
     keep = count >= max(int(min_pixels), 1)
     keep[0] = False  # background
     return box[keep].to(torch.float32), classes[keep[1:]]
@@ -110,8 +112,12 @@ def crop_resize_boxes(
     area = (b[:, 2] - b[:, 0]).clamp_min(0) * (b[:, 3] - b[:, 1]).clamp_min(0)
     shifted = b - torch.tensor([left, top, left, top], dtype=torch.float32)
     clipped = torch.stack(
-        [shifted[:, 0].clamp(0, cw), shifted[:, 1].clamp(0, ch), shifted[:, 2].clamp(0, cw),
-         shifted[:, 3].clamp(0, ch)],
+        [
+            shifted[:, 0].clamp(0, cw),
+            shifted[:, 1].clamp(0, ch),
+            shifted[:, 2].clamp(0, cw),
+            shifted[:, 3].clamp(0, ch),
+        ],
         dim=1,
     )
     kept_area = (clipped[:, 2] - clipped[:, 0]) * (clipped[:, 3] - clipped[:, 1])

@@ -78,7 +78,8 @@ class CenterNetHead(nn.Module):
         grid = grid_size(out_size)
         x = sum(
             F.interpolate(proj(m), size=grid, mode="bilinear", align_corners=False)
-            if tuple(m.shape[-2:]) != grid else proj(m)
+            if tuple(m.shape[-2:]) != grid
+            else proj(m)
             for proj, m in zip(self.lateral, maps)
         )
         x = self.fuse(x)

@@ -196,5 +196,8 @@ class DetectionMetrics(MetricAccumulator):
         table = np.stack(list(aps.values()))  # [K, T]
         i50 = int(np.argmin(np.abs(IOU_THRESHOLDS - 0.5)))
         i75 = int(np.argmin(np.abs(IOU_THRESHOLDS - 0.75)))
-        return {"map": float(table.mean()), "map_50": float(table[:, i50].mean()),
-                "map_75": float(table[:, i75].mean())}
+        return {
+            "map": float(table.mean()),
+            "map_50": float(table[:, i50].mean()),
+            "map_75": float(table[:, i75].mean()),
+        }

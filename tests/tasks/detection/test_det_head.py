@@ -25,8 +25,10 @@ K = 4
 
 def _targets():
     return [
-        {"boxes": torch.tensor([[3.0, 4.0, 20.0, 30.0], [30.0, 33.0, 61.0, 50.0], [40.0, 2.0, 52.0, 13.0]]),
-         "labels": torch.tensor([1, 3, 1])},
+        {
+            "boxes": torch.tensor([[3.0, 4.0, 20.0, 30.0], [30.0, 33.0, 61.0, 50.0], [40.0, 2.0, 52.0, 13.0]]),
+            "labels": torch.tensor([1, 3, 1]),
+        },
         {"boxes": torch.tensor([[10.5, 11.0, 27.0, 22.5]]), "labels": torch.tensor([0])},
         {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)},
     ]

@@ -27,21 +27,34 @@ def _coco_reference(preds, targets, num_classes):
     for i, t in enumerate(targets):
         for box, label in zip(t["boxes"].double().tolist(), t["labels"].tolist()):
             w, h = box[2] - box[0], box[3] - box[1]
-            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": label + 1,
-                         "bbox": [box[0], box[1], w, h], "area": w * h, "iscrowd": 0})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i + 1,
+                    "category_id": label + 1,
+                    "bbox": [box[0], box[1], w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                }
+            )
     dets = []
     for i, p in enumerate(preds):
         for box, score, label in zip(p["boxes"].double().tolist(), p["scores"].double().tolist(), p["labels"].tolist()):
-            dets.append({"image_id": i + 1, "category_id": label + 1, "score": score,
-                         "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]]})
+            dets.append(
+                {
+                    "image_id": i + 1,
+                    "category_id": label + 1,
+                    "score": score,
+                    "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]],
+                }
+            )
     if not anns:
         return (math.nan,) * 3
     if not dets:
         return (0.0,) * 3
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO()
-        gt.dataset = {"images": images, "annotations": anns,
-                      "categories": [{"id": c + 1} for c in range(num_classes)]}
+        gt.dataset = {"images": images, "annotations": anns, "categories": [{"id": c + 1} for c in range(num_classes)]}
         gt.createIndex()
         dt = gt.loadRes(dets)
         ev = COCOeval(gt, dt, "bbox")
@@ -70,8 +83,10 @@ def _assert_agree(preds, targets, num_classes):
 
 
 def _img(boxes, labels, scores=None):
-    out = {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-           "labels": torch.tensor(labels, dtype=torch.int64)}
+    out = {
+        "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+        "labels": torch.tensor(labels, dtype=torch.int64),
+    }
     if scores is not None:
         out["scores"] = torch.tensor(scores, dtype=torch.float32)
     return out
@@ -90,8 +105,9 @@ def test_hand_made_perfect_and_empty():
 def test_hand_made_thresholds_fp_and_unknown_class():
     gt = [_img([[0, 0, 10, 10], [0, 0, 10, 20]], [0, 0])]
     # IoU exactly 0.5 with the second GT; a high-scoring FP; a class without GT (ignored)
-    preds = [_img([[0, 0, 10, 10], [0, 0, 10, 10], [50, 50, 60, 60], [0, 0, 10, 20]], [0, 0, 0, 3],
-                  [0.9, 0.8, 0.95, 0.99])]
+    preds = [
+        _img([[0, 0, 10, 10], [0, 0, 10, 10], [50, 50, 60, 60], [0, 0, 10, 20]], [0, 0, 0, 3], [0.9, 0.8, 0.95, 0.99])
+    ]
     got = _assert_agree(preds, gt, 4)
     assert got[1] < 1.0
 

@@ -21,8 +21,11 @@ from mtl_cli.tasks.detection.task import DetectionTask
 from mtl_cli.tasks.geometry import Geometry
 
 K = 4
-SPECS = label_specs({"det": {"num_classes": K}, "seg": {"num_classes": 5}}, ["det", "seg"],
-                    {"det": {"kind": "det"}, "seg": {"kind": "seg"}})
+SPECS = label_specs(
+    {"det": {"num_classes": K}, "seg": {"num_classes": 5}},
+    ["det", "seg"],
+    {"det": {"kind": "det"}, "seg": {"kind": "seg"}},
+)
 
 
 def _task(**settings) -> DetectionTask:
@@ -36,13 +39,14 @@ def test_shapes_det_labels_are_the_boxes_of_the_instance_map():
     meta = _generate(10, 32, seed=5, max_objects=3, return_meta=True)
     data = ShapesDataset(10, 32, seed=5, tasks=["det"])
     for i in range(10):
-        boxes, labels = boxes_from_instances(meta["instance"][i], meta["params"]["kind"][i].tolist(),
-                                             default_min_pixels(32, 32))
+        boxes, labels = boxes_from_instances(
+            meta["instance"][i], meta["params"]["kind"][i].tolist(), default_min_pixels(32, 32)
+        )
         rows = data[i]["det"]
         assert rows.shape == (3, 5)
         real = rows[rows[:, 4] >= 0]
         assert torch.equal(real[:, :4], boxes) and torch.equal(real[:, 4].long(), labels)
-        assert (rows[len(labels):, 4] == -1).all()
+        assert (rows[len(labels) :, 4] == -1).all()
 
 
 def test_missing_label_is_an_empty_box_list_and_collate_pads():
@@ -50,8 +54,9 @@ def test_missing_label_is_an_empty_box_list_and_collate_pads():
     missing = task.missing_label(SPECS["det"], (8, 8))
     assert missing.shape == (0, 5)
     a = torch.tensor([[1.0, 2.0, 5.0, 6.0, 3.0], [0.0, 0.0, 0.0, 0.0, -1.0]])
-    batch = MultiTaskCollate([task])([{"image": torch.zeros(3, 8, 8), "det": t, "valid": {"det": v}}
-                                      for t, v in ((a, True), (missing, False))])
+    batch = MultiTaskCollate([task])(
+        [{"image": torch.zeros(3, 8, 8), "det": t, "valid": {"det": v}} for t, v in ((a, True), (missing, False))]
+    )
     assert batch["det"].shape == (2, 1, 5)
     assert batch["det"][0, 0].tolist() == a[0].tolist() and batch["det"][1, 0, 4] == -1
     assert batch["valid"]["det"].tolist() == [True, False]
@@ -69,8 +74,11 @@ def test_flip_and_scale_crop_move_boxes_like_the_segmentation(scale):
     transform = JointTransform(SPECS, Augment(scale=scale, hflip=True), [0.0] * 3, [1.0] * 3)
     checked = 0
     for i in range(40):
-        item = {"image": torch.from_numpy(meta["image"][i]), "seg": torch.from_numpy(meta["seg"][i]),
-                "det": torch.from_numpy(meta["det"][i])}
+        item = {
+            "image": torch.from_numpy(meta["image"][i]),
+            "seg": torch.from_numpy(meta["seg"][i]),
+            "det": torch.from_numpy(meta["det"][i]),
+        }
         out = transform(item, torch.Generator().manual_seed(i))
         rows = out["det"][out["det"][:, 4] >= 0]
         ys, xs = torch.nonzero(out["seg"] > 0, as_tuple=True)
@@ -101,8 +109,11 @@ def test_label_from_boxes_checks_size_extent_and_class():
     spec = SPECS["det"]
     ok = DetectionTask.label_from_boxes(spec, np.array([[1, 2, 3, 4]]), np.array([3]), (10, 10), ["f.json: a 1"])
     assert ok.tolist() == [[1.0, 2.0, 4.0, 6.0, 3.0]]
-    cases = [([[1, 2, 0, 4]], [0], "non-positive size"), ([[8, 2, 3, 4]], [0], "outside the 10x10 image"),
-             ([[1, 2, 3, 4]], [4], "class 4 is not a class")]
+    cases = [
+        ([[1, 2, 0, 4]], [0], "non-positive size"),
+        ([[8, 2, 3, 4]], [0], "outside the 10x10 image"),
+        ([[1, 2, 3, 4]], [4], "class 4 is not a class"),
+    ]
     for box, label, message in cases:
         with pytest.raises(DataFileError, match=message) as info:
             DetectionTask.label_from_boxes(spec, np.array(box), np.array(label), (10, 10), ["f.json: annotation 7"])
@@ -121,8 +132,10 @@ class _Perfect(torch.nn.Module):
 
 
 def test_evaluation_decodes_through_the_task_and_scores_perfect_output_one():
-    targets = [{"boxes": torch.tensor([[3.0, 4.0, 20.0, 30.0], [30.0, 33.0, 61.0, 50.0]]), "labels": torch.tensor([1, 3])},
-               {"boxes": torch.tensor([[10.0, 11.0, 27.0, 22.0]]), "labels": torch.tensor([0])}]
+    targets = [
+        {"boxes": torch.tensor([[3.0, 4.0, 20.0, 30.0], [30.0, 33.0, 61.0, 50.0]]), "labels": torch.tensor([1, 3])},
+        {"boxes": torch.tensor([[10.0, 11.0, 27.0, 22.0]]), "labels": torch.tensor([0])},
+    ]
     packed = pack_boxes(targets)
     grid = grid_size((64, 64))
     box_t, weight = encode_regression(packed, grid)

@@ -38,10 +38,12 @@ def _batch(names: tuple[str, ...]) -> dict:
 def test_one_training_step_per_architecture(arch, branch_at, names):
     torch.manual_seed(0)
     tasks = _tasks(names)
-    cfg = OmegaConf.create({
-        "arch": {"name": arch, "branch_at": branch_at, "num_experts": 4, "stitch_init": 0.9},
-        "backbone": {"name": "small_cnn", "pretrained": None, "width": 8},
-    })
+    cfg = OmegaConf.create(
+        {
+            "arch": {"name": arch, "branch_at": branch_at, "num_experts": 4, "stitch_init": 0.9},
+            "backbone": {"name": "small_cnn", "pretrained": None, "width": 8},
+        }
+    )
     net = build_model(cfg, tasks)
     data = _batch(names)
     preds, features = net(data["image"], return_features=True)
@@ -66,8 +68,16 @@ def det_setup() -> Setup:
     return Setup(parts.model, parts.tasks, batch["image"], batch)
 
 
-METHODS = [("ew", {}), ("uw", {}), ("dwa", {}), ("mgda", {"grad_on": "params"}), ("mgda", {"grad_on": "features"}),
-           ("pcgrad", {"grad_on": "params"}), ("pcgrad", {"grad_on": "features"}), ("cagrad", {"grad_on": "features"})]
+METHODS = [
+    ("ew", {}),
+    ("uw", {}),
+    ("dwa", {}),
+    ("mgda", {"grad_on": "params"}),
+    ("mgda", {"grad_on": "features"}),
+    ("pcgrad", {"grad_on": "params"}),
+    ("pcgrad", {"grad_on": "features"}),
+    ("cagrad", {"grad_on": "features"}),
+]
 
 
 @pytest.mark.parametrize("name, options", METHODS, ids=[f"{n}-{o.get('grad_on', 'loss')}" for n, o in METHODS])
