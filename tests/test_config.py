@@ -20,7 +20,7 @@ from mtl_cli.config import (
 )
 from mtl_cli.errors import UserError
 
-ALL = ["cls", "seg", "depth", "normals", "edges", "multilabel"]
+ALL = ["cls", "seg", "depth", "normals", "edges", "multilabel", "det"]
 
 register_configs()
 

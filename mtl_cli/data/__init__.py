@@ -53,7 +53,7 @@ def _lazy(module: str) -> DatasetBuilder:
 
 DATASETS: dict[str, DatasetBuilder] = {
     "shapes": _shapes,
-    **{name: _lazy(name) for name in ("nyuv2", "cityscapes", "celeba", "multimnist", "folder")},
+    **{name: _lazy(name) for name in ("nyuv2", "cityscapes", "celeba", "multimnist", "folder", "coco")},
 }
 
 

@@ -36,7 +36,8 @@ def evaluate(
         for task in tasks:
             target = task.to_device(batch[task.name], device)
             mask = valid.get(task.name)
-            accumulators[task.name].update(preds[task.name].float(), target, None if mask is None else mask.to(device))
+            output = task.metric_input(preds[task.name].float())
+            accumulators[task.name].update(output, target, None if mask is None else mask.to(device))
     results = {}
     for name, acc in accumulators.items():
         acc.sync()

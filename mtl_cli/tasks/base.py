@@ -79,6 +79,17 @@ class Task(abc.ABC):
             return DenseHead(in_channels, self.head_channels, self.out_channels)
         return ImageHead(in_channels, self.out_channels)
 
+    def build_projection(self, in_channels: int) -> nn.Module:
+        """The task's own layer on a decoder shared with the other tasks (``branch_at=decoder``).
+
+        Default: a 1x1 convolution for dense tasks, pooling and a linear layer for image-level ones.
+        """
+        from mtl_cli.models.heads import DenseProjection, ImageHead
+
+        if self.dense:
+            return DenseProjection(in_channels, self.out_channels)
+        return ImageHead(in_channels, self.out_channels)
+
     # ------------------------------------------------------------------ labels (class level)
     label_suffixes: ClassVar[tuple[str, ...]] = (".npy",)
     """File suffixes a per-image label file of this kind may have (folder datasets)."""
@@ -147,12 +158,27 @@ class Task(abc.ABC):
         """Turn raw head output into the task's prediction (for pictures and export)."""
         return pred
 
+    def metric_input(self, pred: Tensor) -> Any:
+        """What validation passes to the metric accumulator for the raw head output ``pred``.
+
+        Default: the raw output itself. Kinds whose metrics need post-processed output
+        (e.g. decoded detections) override this; training never calls it.
+        """
+        return pred
+
     def draw(self, value: Tensor) -> Picture:
         """A picture of one dense target or prediction (``predict`` output, float, on the CPU).
 
         Default: the first channel as grey levels in [0, 1].
         """
         return value[0].numpy(), {"cmap": "gray", "vmin": 0, "vmax": 1}
+
+    draws_on_image: ClassVar[bool] = False
+    """Whether ``draw_on_image`` pictures targets / predictions over the input image (e.g. boxes)."""
+
+    def draw_on_image(self, image: Tensor, value: Tensor) -> Picture:
+        """One target or prediction (``predict`` output, CPU) drawn over an RGB ``image`` ``[3, H, W]`` in [0, 1]."""
+        raise NotImplementedError(f"task kind {self.kind} does not draw on the image")
 
     def describe(self, value: Tensor) -> str:
         """One image-level target or prediction as text for a picture's title ("" = not shown)."""

@@ -46,7 +46,7 @@ def test_combinations_are_registered_within_families_only():
     combos = {name.removesuffix(".yaml") for name in options}
     assert {"cls+seg", "seg+depth+normals", "left+mask+right", "left+right"} <= combos
     assert "left+seg" not in combos and "attributes+cls" not in combos
-    assert len(combos) == 57 + 4 + 4  # shapes' six tasks, multimnist's three, celeba's three files
+    assert len(combos) == 120 + 4 + 4  # shapes' seven tasks, multimnist's three, celeba's three files
     assert normalise_task_args(["task=right+left+mask"]) == ["task=left+mask+right"]
     with pytest.raises(
         UserError, match=r"task=left\+seg: no dataset provides all of these tasks.*data=multimnist: left, mask, right"

@@ -52,8 +52,9 @@ def _load_or_generate(
 
 class ShapesDataset(Dataset):
     """Dataset over generated scenes; item = {"image": float32 Tensor[3,H,W] normalised with mean/std, "cls": int64 scalar tensor,
-    "seg": int64 [H,W], "depth": float32 [1,H,W], "normals": float32 [3,H,W], "edges": float32 [1,H,W], "multilabel": float32 [K]}
-    restricted to the requested `tasks` (a sequence of task names among those six keys).
+    "seg": int64 [H,W], "depth": float32 [1,H,W], "normals": float32 [3,H,W], "edges": float32 [1,H,W], "multilabel": float32 [K],
+    "det": float32 [S,5] box rows padded with label -1} restricted to the requested `tasks` (a sequence of
+    task names among those seven keys).
 
     All scenes are generated (or loaded from ``cache_dir``) once in ``__init__`` and held
     as tensors; ``__getitem__`` only returns views. Items share memory with the dataset:

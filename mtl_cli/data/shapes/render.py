@@ -14,6 +14,11 @@ Labels (all derived from the *visible* surfaces only):
 * ``multilabel``: kinds with at least one visible pixel.
 * ``depth`` / ``normals``: the z-buffered surface, normals are exact unit normals of
   the surface that produced the depth.
+* ``det``: one box per visible object instance, tight around its visible pixels
+  (``xyxy``, exclusive right / bottom edges), its shape kind as class; instances with
+  fewer than ``default_min_pixels(H, W)`` visible pixels (0.4 % of the image) are left
+  out (:func:`mtl_cli.tasks.detection.boxes.boxes_from_instances`). Stored as
+  ``[max_objects, 5]`` rows ``(x1, y1, x2, y2, kind)`` per scene, padded with kind ``-1``.
 * ``edges``: ``1`` at every pixel whose visible *instance* differs from at least one
   of its 4-neighbours inside the image (both sides of a boundary are marked;
   background counts as one instance).  Two touching objects of the same kind
@@ -42,11 +47,12 @@ import numpy as np
 
 from mtl_cli.data.shapes import scene
 from mtl_cli.data.shapes.scene import NUM_SHAPE_CLASSES, POLYGONS, TAN_HALF_FOV, normalize
+from mtl_cli.tasks.detection.boxes import boxes_from_instances, default_min_pixels
 
-TASK_NAMES: tuple[str, ...] = ("cls", "seg", "depth", "normals", "edges", "multilabel")
+TASK_NAMES: tuple[str, ...] = ("cls", "seg", "depth", "normals", "edges", "multilabel", "det")
 """Label keys produced by :func:`generate_scenes` (besides ``image``)."""
 
-FORMAT_VERSION: int = 2
+FORMAT_VERSION: int = 3
 """Bump whenever the generator's output changes; it is part of the cache key."""
 
 _CHUNK = 128  # scenes per render batch (fixed: part of the deterministic noise stream)
@@ -248,6 +254,7 @@ def _render(
     out["_visible"][...] = obj_count.sum(axis=1)
     if want_meta:
         out["instance"][...] = inst
+    _write_boxes(inst, p["kind"], out["det"])
 
     # --- image: Lambertian shading * albedo (+ checker texture on the background) ---
     ldir = p["light_dir"].astype(np.float32)
@@ -293,6 +300,18 @@ def _render(
     np.clip(image, 0.0, 1.0, out=image)
 
 
+def _write_boxes(inst: np.ndarray, kinds: np.ndarray, det: np.ndarray) -> None:
+    """``det`` rows ``(x1, y1, x2, y2, kind)`` of every visible instance (min-pixels rule), padded with -1."""
+    h, w = inst.shape[-2:]
+    min_pixels = default_min_pixels(h, w)
+    det[...] = 0
+    det[..., 4] = -1
+    for i in range(inst.shape[0]):
+        boxes, labels = boxes_from_instances(inst[i], kinds[i].tolist(), min_pixels)
+        det[i, : len(labels), :4] = boxes.numpy()
+        det[i, : len(labels), 4] = labels.numpy()
+
+
 def _alloc(n: int, h: int, w: int, s: int, want_meta: bool) -> dict[str, np.ndarray]:
     k = NUM_SHAPE_CLASSES
     out = {
@@ -303,6 +322,7 @@ def _alloc(n: int, h: int, w: int, s: int, want_meta: bool) -> dict[str, np.ndar
         "normals": np.empty((n, 3, h, w), dtype=np.float32),
         "edges": np.empty((n, 1, h, w), dtype=np.float32),
         "multilabel": np.empty((n, k), dtype=np.float32),
+        "det": np.empty((n, s, 5), dtype=np.float32),
         "_visible": np.empty((n,), dtype=np.int64),
     }
     if want_meta:
@@ -387,6 +407,8 @@ def generate_scenes(num: int, image_size: int, seed: int, max_objects: int = 3) 
       edges:      float32 [N,1,H,W] 1 on object boundaries (where the visible object instance changes between
                                   4-neighbours, incl. object/background; both sides marked), else 0
       multilabel: float32 [N,K] 1 if that shape kind is visible in the image
+      det:        float32 [N,S,5] rows (x1, y1, x2, y2, kind) of the visible instances (S = max_objects),
+                                  padded with kind -1 (see the module docstring for the min-pixels rule)
 
     Deterministic in ``(num, image_size, seed, max_objects)``; every scene shows at least
     one object. See the module docstring for the camera model and scene content.

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from mtl_cli.models.architectures.common import BackboneFactory, resolve_branch, stage_copies
 from mtl_cli.models.base import MultiTaskModel
-from mtl_cli.models.heads import DenseDecoder, DenseProjection, ImageHead
+from mtl_cli.models.heads import DenseDecoder
 from mtl_cli.tasks import Task
 
 DECODER = "decoder"
@@ -25,8 +25,8 @@ class SharedLayersModel(MultiTaskModel):
 
     Shared features: the trunk's output (the input of every task's branch). With the
     decoder shared (and at least one dense task) every task reads the decoder's output:
-    dense tasks through a 1x1 convolution, image-level tasks through global
-    pooling (``ImageHead``); the shared features are then the decoder's output. The
+    each through its ``Task.build_projection`` (dense tasks a 1x1 convolution, image-level
+    tasks global pooling and a linear layer); the shared features are then the decoder's output. The
     shared decoder is as wide as the widest ``tasks.<t>.head_channels`` of the dense tasks.
     """
 
@@ -48,12 +48,7 @@ class SharedLayersModel(MultiTaskModel):
             self.heads = nn.ModuleDict({t.name: t.build_head(channels) for t in tasks})
         else:
             width = self.decoder.out_channels
-            self.heads = nn.ModuleDict(
-                {
-                    t.name: DenseProjection(width, t.out_channels) if t.dense else ImageHead(width, t.out_channels)
-                    for t in tasks
-                }
-            )
+            self.heads = nn.ModuleDict({t.name: t.build_projection(width) for t in tasks})
 
     def forward(self, images: Tensor, return_features: bool = False):  # type: ignore[override]
         features = self.trunk(images)
