@@ -129,15 +129,19 @@ class BackboneConfig:
 class ArchConfig:
     """How the tasks share the network (``arch=<name>``; see README "Sharing architectures").
 
-    ``branch_at`` (shared_layers, mmoe): the last shared stage, a name or an index;
+    ``branch_at`` (shared_layers, mmoe, grouped): the last shared stage, a name or an index;
     ``num_experts`` (mmoe); ``stitch_init`` (cross_stitch): the initial self weight of
-    every cross-stitch unit (1.0 = independent columns).
+    every cross-stitch unit (1.0 = independent columns); ``groups`` (grouped): the task
+    groups (``[[cls,seg],[depth]]``), ``auto`` or ``from:<run dir>``; ``warmup_steps``
+    (grouped, ``groups=auto``): the all-shared steps that measure the affinity.
     """
 
     name: str = "shared_layers"
     branch_at: Optional[str] = None
     num_experts: int = 4
     stitch_init: float = 0.9
+    groups: Any = None
+    warmup_steps: int = 50
 
 
 class RelationName(enum.Enum):
