@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from omegaconf import DictConfig
@@ -15,6 +16,7 @@ from mtl_cli.engine import distributed
 from mtl_cli.engine.build import build_trainer
 from mtl_cli.engine.environment import peak_memory_mb
 from mtl_cli.engine.evaluate import metric_directions
+from mtl_cli.engine.grouping import resolve_groups
 from mtl_cli.engine.provenance import environment_record
 from mtl_cli.engine.records import config_record
 from mtl_cli.engine.resume import ResumePoint
@@ -61,6 +63,10 @@ def train_run(
 
     write_summary()
     try:
+        grouping = resolve_groups(cfg, run_dir if ranks.is_main else None)
+        if grouping is not None:
+            summary.update(grouping=grouping, config=config_record(cfg))
+            write_summary()
         resume = ResumePoint.load(cfg) if cfg.trainer.resume else None
         trainer = build_trainer(cfg, run_dir, {"overrides": list(overrides)})
         summary["metric_directions"] = metric_directions(trainer.tasks)
