@@ -93,7 +93,9 @@ class DataConfig:
     Cityscapes' 7 or 19 classes. ``source`` / ``download``: where MultiMNIST takes its digits
     (``digits`` or ``mnist``) and whether MNIST may be downloaded. ``check_files``: how many
     samples per split are fully read and checked before training starts. ``mean`` / ``std``:
-    the dataset's normalisation. ``augment``: training augmentation.
+    the dataset's normalisation. ``augment``: training augmentation. ``sources`` /
+    ``sampling`` (``data=multi``): each task's own dataset config, laid over the other
+    ``data.*`` keys, and how their batches are drawn (``longest``).
     """
 
     name: str = "shapes"
@@ -114,6 +116,8 @@ class DataConfig:
     check_files: int = 4
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     tasks: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    sources: Dict[str, Any] = field(default_factory=dict)
+    sampling: str = "longest"
 
 
 @dataclass

@@ -12,6 +12,7 @@ import torch
 from omegaconf import DictConfig
 
 from mtl_cli.commands import resume_command
+from mtl_cli.data.multi import is_multi
 from mtl_cli.engine import distributed
 from mtl_cli.engine.build import build_trainer
 from mtl_cli.engine.environment import peak_memory_mb
@@ -124,7 +125,7 @@ def train_run(
 def _save_pictures(cfg: DictConfig, trainer: Trainer, run_dir: Path) -> None:
     """``val_predictions.png``: the first ``trainer.vis_images`` validation images, targets and predictions."""
     count = cfg.trainer.vis_images
-    if count == 0:
+    if count == 0 or is_multi(cfg.data):  # data=multi: no one batch holds every task's targets
         return
     loader = trainer.val_loader
     dataset = loader.dataset  # type: ignore[attr-defined]
