@@ -77,7 +77,8 @@ def _measure(cfg: DictConfig, run_dir: Path | None) -> dict[str, Any]:
         raise UserError(f"arch.warmup_steps={steps}: groups=auto needs at least one warm-up step")
     warm = copy.deepcopy(cfg)
     with open_dict(warm):
-        warm.arch.groups = [list(cfg.tasks.keys())]  # one group: the all-shared model
+        warm.arch.groups = [list(cfg.tasks.keys())]  # one group: the all-shared model,
+        warm.arch.branch_at = None  # its whole backbone the trunk, so the affinity is measured on all of it
         warm.relation.name = "learned"
         warm.relation.every_n_steps = 1
         warm.relation["lambda"] = 0.0

@@ -19,7 +19,10 @@ def test_one_group_per_task_is_shared_layers(branch_at):
 
 def test_one_group_is_the_whole_backbone_shared():
     grouped = model("grouped", TASKS, branch_at="1", groups=[list(TASKS)]).parameter_counts()
-    assert grouped == model("shared_layers", TASKS).parameter_counts()
+    shared = model("shared_layers", TASKS).parameter_counts()
+    assert grouped["total"] == shared["total"] and all(grouped[t] == shared[t] for t in TASKS)
+    assert grouped["shared"] + grouped["group:cls+seg+depth"] == shared["shared"]  # the branch after stage 1
+    assert model("grouped", TASKS, groups=[list(TASKS)]).parameter_counts() == shared  # branch_at: the end
 
 
 def test_a_group_of_two_shares_its_branch_and_owns_only_heads():
@@ -29,9 +32,11 @@ def test_a_group_of_two_shares_its_branch_and_owns_only_heads():
     tail = sum(p.numel() for p in net.branches["cls+depth"].parameters())
     assert counts["seg"] == separate["seg"]  # alone in its group: its branch is its own
     assert counts["cls"] == separate["cls"] - tail and counts["depth"] == separate["depth"] - tail
-    assert counts["shared"] == separate["shared"] + tail
-    assert counts["total"] == counts["shared"] + sum(counts[t] for t in TASKS)
+    assert counts["shared"] == separate["shared"] and counts["group:cls+depth"] == tail
+    assert counts["total"] == counts["shared"] + tail + sum(counts[t] for t in TASKS)
     assert counts["total"] == separate["total"] - tail  # two groups: one branch fewer than three
+    trunk = {id(p) for p in net.trunk.parameters()}
+    assert {id(p) for p in net.shared_parameters()} == trunk
 
 
 def test_trains_and_every_task_reaches_the_shared_features():
@@ -48,6 +53,7 @@ def test_trains_and_every_task_reaches_the_shared_features():
         for i in range(len(TASKS)):
             (grad,) = torch.autograd.grad(task_losses[i], features, retain_graph=True)
             assert grad.abs().sum() > 0
+            torch.autograd.grad(task_losses[i], net.shared_parameters(), retain_graph=True)  # reaches all of them
         task_losses.sum().backward()
         optimizer.step()
     assert all(not torch.equal(p, before[n]) for n, p in net.named_parameters())

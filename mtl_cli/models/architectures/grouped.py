@@ -60,10 +60,13 @@ def group_key(group: Sequence[str]) -> str:
 class GroupedModel(MultiTaskModel):
     """Stages up to ``branch_at`` shared; later stages copied once per group; one head per task.
 
-    A task's own parameters are its head, and its group's branch when it is alone in the
-    group (exactly as in ``SharedLayersModel``). The branch of a group of several tasks is
-    shared by them and so belongs to ``shared_parameters`` with the trunk; the shared
-    features (what feature-level gradient methods balance) are the trunk's output.
+    ``shared_parameters`` are the trunk's (what every task shares, and what the gradient
+    methods balance); the shared features are the trunk's output. A task's own parameters
+    are its head, and its group's branch when it is alone in the group (exactly as in
+    ``SharedLayersModel``). The branch of a group of several tasks belongs to neither: like
+    the task parameters it is trained with the plain sum of its tasks' gradients, and
+    ``parameter_counts`` lists it as ``group:<task>+<task>``, so the counts still add up
+    to the total.
     """
 
     per_task_modules = ("heads",)
@@ -91,6 +94,19 @@ class GroupedModel(MultiTaskModel):
         if task in self.branches:  # a single-task group is keyed by the task's name
             own = {f"branches.{name}": p for name, p in self.branches[task].named_parameters()}
         return {**own, **{f"heads.{name}": p for name, p in self.heads[task].named_parameters()}}
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """The trunk's parameters (every task's gradient reaches them)."""
+        return list(self.trunk.parameters())
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Total, shared (the trunk), per task, and ``group:<key>`` for each non-empty branch of several tasks."""
+        counts = super().parameter_counts()
+        for group in self.groups:
+            size = sum(p.numel() for p in self.branches[group_key(group)].parameters())
+            if len(group) > 1 and size:  # an empty branch (branch_at = the last stage) counts nothing
+                counts[f"group:{group_key(group)}"] = size
+        return counts
 
     def forward(self, images: Tensor, return_features: bool = False):  # type: ignore[override]
         features = self.trunk(images)
