@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,10 @@ def test_two_folder_datasets_train_and_report_both_tasks(tmp_path, weighting):
     assert summary["steps"] == 4  # seg's 10 images in batches of 4 (last dropped): 2 steps per epoch
     assert set(summary["metrics"]) == {"cls", "seg"}
     assert 0.0 <= summary["metrics"]["cls"]["accuracy"] <= 1.0 and "miou" in summary["metrics"]["seg"]
+    if weighting == "ew":  # mtl-eval rebuilds both tasks' validation sets from the checkpoint's config
+        run_cli("mtl_cli.eval", [f"ckpt={summary_path.parent}"], cwd=tmp_path)
+        result = json.loads((summary_path.parent / "checkpoints" / "last.eval-val.json").read_text())
+        assert result["metrics"] == summary["metrics"] and result["images"] == 4 + 3
 
 
 @pytest.mark.e2e
