@@ -93,9 +93,10 @@ class DataConfig:
     Cityscapes' 7 or 19 classes. ``source`` / ``download``: where MultiMNIST takes its digits
     (``digits`` or ``mnist``) and whether MNIST may be downloaded. ``check_files``: how many
     samples per split are fully read and checked before training starts. ``mean`` / ``std``:
-    the dataset's normalisation. ``augment``: training augmentation. ``sources`` /
-    ``sampling`` (``data=multi``): each task's own dataset config, laid over the other
-    ``data.*`` keys, and how their batches are drawn (``longest``).
+    the dataset's normalisation; with ``backbone.weights`` set they are replaced by the
+    weights' own unless ``normalize_from_weights`` is false. ``augment``: training augmentation.
+    ``sources`` / ``sampling`` (``data=multi``): each task's own dataset config, laid over the
+    other ``data.*`` keys, and how their batches are drawn (``longest``).
     """
 
     name: str = "shapes"
@@ -115,6 +116,7 @@ class DataConfig:
     download: bool = False
     check_files: int = 4
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    normalize_from_weights: bool = True
     tasks: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     sources: Dict[str, Any] = field(default_factory=dict)
     sampling: str = "longest"
@@ -122,11 +124,18 @@ class DataConfig:
 
 @dataclass
 class BackboneConfig:
-    """Shared feature extractor; ``pretrained`` is an optional local weights file."""
+    """Shared feature extractor and its initial weights.
+
+    ``weights``: torchvision's published weights (``DEFAULT``, ``IMAGENET1K_V1``, ...), from the
+    torch cache. ``pretrained``: a local state-dict file, which must match exactly unless
+    ``allow_partial``.
+    """
 
     name: str = "small_cnn"
     pretrained: Optional[str] = None
     width: int = 32
+    weights: Optional[str] = None
+    allow_partial: bool = False
 
 
 @dataclass

@@ -60,6 +60,7 @@ def validate(cfg: DictConfig) -> DictConfig:
         raise UserError(f"trainer.vis_images={trainer.vis_images}: must be >= 0")
     _validate_speed(trainer)
     _validate_data(cfg.data)
+    _follow_weights_normalization(cfg)
     if not cfg.optim.lr > 0:
         raise UserError(f"optim.lr={cfg.optim.lr}: the learning rate must be > 0")
     if cfg.optim.weight_decay < 0:
@@ -88,6 +89,15 @@ def _validate_data(data: DictConfig) -> None:
             raise UserError(f"data.augment.{key}={aug[key]}: must be in [0, 1]")
     if not 0.0 <= aug.hue <= 0.5:
         raise UserError(f"data.augment.hue={aug.hue}: must be in [0, 0.5]")
+
+
+def _follow_weights_normalization(cfg: DictConfig) -> None:
+    """With ``backbone.weights``, normalise images as those weights expect (unless the data config opts out)."""
+    if not cfg.backbone.weights or not cfg.data.normalize_from_weights:
+        return
+    from mtl_cli.models.pretrained import weights_normalization  # imports torchvision: only when asked for
+
+    cfg.data.mean, cfg.data.std = weights_normalization(cfg.backbone.name, cfg.backbone.weights)
 
 
 PRECISIONS = ("32", "bf16", "16")

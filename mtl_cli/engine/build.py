@@ -1,7 +1,8 @@
 """The composition root: a validated config becomes tasks, data, model, weighting, optimiser and a Trainer.
 
 ``build_trainer`` is the one way a ready ``Trainer`` is made (``mtl-train``, the benchmarks
-and the tests); ``build_evaluation`` makes only what evaluating a model needs (``mtl-eval``).
+and the tests); ``build_evaluation`` makes only what evaluating a model needs (``mtl-eval``), and
+``build_inference_model`` only the tasks and the model (``mtl-predict``, ``mtl-export``).
 Under torchrun both join the process group: each rank gets its shard of the data, and
 training wraps the model in DDP.
 """
@@ -205,14 +206,23 @@ class Evaluation:
     device: torch.device
 
 
+def build_inference_model(cfg: DictConfig, device: torch.device) -> tuple[list[Task], MultiTaskModel]:
+    """The tasks and the (untrained) model on ``device``, in the memory layout the weights were trained in.
+
+    No data is built: this is what running a trained model needs (``mtl-eval``, ``mtl-predict``, ``mtl-export``).
+    """
+    tasks = build_tasks(cfg)
+    model = build_model(cfg, tasks).to(device)
+    model.to(memory_format=memory_format(cfg.trainer.channels_last))
+    return tasks, model
+
+
 def build_evaluation(cfg: DictConfig, split: str = "val") -> Evaluation:
     """The tasks, the (untrained) model and the loader of ``split`` (``val`` or ``train``, in order)."""
     trainer_cfg = cfg.trainer
     _, device = distributed.setup(trainer_cfg.device.value, trainer_cfg.backend.value, trainer_cfg.devices)
     seed_everything(trainer_cfg.seed)
-    tasks = build_tasks(cfg)
-    model = build_model(cfg, tasks).to(device)
-    model.to(memory_format=memory_format(trainer_cfg.channels_last))  # the layout the weights were trained in
+    tasks, model = build_inference_model(cfg, device)
     if is_multi(cfg.data):
         options = loader_options(trainer_cfg.num_workers, trainer_cfg.prefetch_factor, device)
         sets = _task_datasets(cfg, tasks)

@@ -46,6 +46,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise UserError(f"checkpoint {path} is truncated or corrupt and cannot be read; use another checkpoint") from exc
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"checkpoint {path} is not an mtl_cli checkpoint")
-    if state.get("version", 0) > CHECKPOINT_VERSION:
-        raise UserError(f"checkpoint {path} was written by a newer mtl_cli (format {state['version']}); upgrade mtl_cli")
+    version = state.get("version")
+    if not isinstance(version, int):
+        raise UserError(f"checkpoint {path} has no format version; it is not a checkpoint this mtl_cli can read")
+    if version > CHECKPOINT_VERSION:
+        raise UserError(f"checkpoint {path} was written by a newer mtl_cli (format {version}); upgrade mtl_cli")
+    if version < CHECKPOINT_VERSION:
+        raise UserError(
+            f"checkpoint {path} has format version {version}, which this mtl_cli "
+            f"(format {CHECKPOINT_VERSION}) cannot read"
+        )
     return state

@@ -116,7 +116,7 @@ def evaluate_checkpoint(options: EvalOptions, overrides: Sequence[str] = ()) -> 
     state = load_checkpoint(path)
     cfg = apply_overrides(saved_config(state, path), overrides)
     check_fits(state, path, cfg, MODEL_KEYS, "leave task=, backbone= and arch= out to use the checkpoint's own")
-    cfg.backbone.pretrained = None  # the weights come from the checkpoint
+    cfg.backbone.pretrained = cfg.backbone.weights = None  # the weights come from the checkpoint
     setup = build_evaluation(cfg, options.split)
     try:
         setup.model.load_state_dict(state["model"])

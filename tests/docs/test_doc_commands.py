@@ -30,6 +30,10 @@ from hydra.core.override_parser.types import IntervalSweep
 from mtl_cli.cli import normalise_task_args
 from mtl_cli.config import CONFIG_DIR, register_configs, validate
 from mtl_cli.engine.eval_run import split_arguments
+from mtl_cli.export import DEFAULTS as EXPORT_DEFAULTS
+from mtl_cli.inference.export import FORMATS as EXPORT_FORMATS
+from mtl_cli.inference.options import parse_settings
+from mtl_cli.inference.predict import PREDICT_DEFAULTS
 from mtl_cli.report import parser as report_parser
 from conftest import REPO, run_cli
 
@@ -242,6 +246,17 @@ def check_mtl_report(argv: tuple[str, ...]) -> None:
     report_parser().parse_args(list(argv[1:]))
 
 
+def check_mtl_predict(argv: tuple[str, ...]) -> None:
+    """mtl-predict's settings are known, typed right, and the required ones are given."""
+    parse_settings("mtl-predict", argv[1:], PREDICT_DEFAULTS, required=("ckpt", "input", "output"))
+
+
+def check_mtl_export(argv: tuple[str, ...]) -> None:
+    """mtl-export's settings are known and complete, and the format is one it writes."""
+    settings = parse_settings("mtl-export", argv[1:], EXPORT_DEFAULTS, required=("ckpt", "format"))
+    assert settings["format"] in EXPORT_FORMATS, f"format={settings['format']} is not one of {list(EXPORT_FORMATS)}"
+
+
 def check_pip_install(argv: tuple[str, ...]) -> None:
     """``pip install -e .[extra]`` names extras that pyproject.toml declares."""
     target = argv[-1]
@@ -318,6 +333,10 @@ def checker_for(argv: tuple[str, ...]) -> Callable[[tuple[str, ...]], None] | No
         return check_mtl_eval
     if argv[0] == "mtl-report":
         return check_mtl_report
+    if argv[0] == "mtl-predict":
+        return check_mtl_predict
+    if argv[0] == "mtl-export":
+        return check_mtl_export
     if argv[:2] == ("pip", "install"):
         return check_pip_install
     if argv[:3] == ("python", "-m", "pytest"):
@@ -348,6 +367,9 @@ def test_doc_command(command: Command) -> None:
         (("torchrun", "--nproc_per_node=2", "-m", "mtl_cli.train", "trainer.epochs=abc"), "epochs"),
         (("pip", "install", "-e", ".[nonexistent]"), "nonexistent"),
         (("python", "benchmarks/bench_train.py", "--no-such-flag"), "no-such-flag"),
+        (("mtl-predict", "ckpt=run", "input=photos", "output=out", "batchsize=4"), "batchsize"),
+        (("mtl-predict", "ckpt=run", "input=photos"), "output="),
+        (("mtl-export", "ckpt=run", "format=tflite"), "tflite"),
     ],
 )
 def test_checks_reject_broken_commands(argv: tuple[str, ...], error: str) -> None:
