@@ -6,7 +6,7 @@ import contextlib
 import os
 import re
 import sys
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException

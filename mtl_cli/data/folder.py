@@ -21,8 +21,9 @@ metrics skip it.
 from __future__ import annotations
 
 import csv
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from omegaconf import DictConfig
 from torch import Tensor
@@ -107,7 +108,9 @@ class FolderDataset(Dataset):
         if not images:
             raise DataFileError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {image_dir}")
         if num is not None and num > len(images):
-            raise UserError(f"asked for {num} samples but {image_dir} holds {len(images)}; lower data.num_train/num_val")
+            raise UserError(
+                f"asked for {num} samples but {image_dir} holds {len(images)}; lower data.num_train/num_val"
+            )
         stems = list(images)[:num] if num is not None else list(images)
         self.images = [images[s] for s in stems]
         self.dense_files: dict[str, list[Path | None]] = {}

@@ -43,7 +43,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"(it may be malicious or from another tool); only mtl_cli checkpoints are loaded"
         ) from exc
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
-        raise UserError(f"checkpoint {path} is truncated or corrupt and cannot be read; use another checkpoint") from exc
+        raise UserError(
+            f"checkpoint {path} is truncated or corrupt and cannot be read; use another checkpoint"
+        ) from exc
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"checkpoint {path} is not an mtl_cli checkpoint")
     version = state.get("version")

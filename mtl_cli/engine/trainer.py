@@ -12,9 +12,10 @@ import contextlib
 import functools
 import math
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -32,7 +33,6 @@ from mtl_cli.errors import UserError
 from mtl_cli.models import MultiTaskModel
 from mtl_cli.relation.learner import TaskRelation
 from mtl_cli.tasks import Task
-from mtl_cli.utils.files import MetricsLog
 from mtl_cli.utils.metric_keys import split_metric_key
 from mtl_cli.weighting import StepContext, Weighting
 

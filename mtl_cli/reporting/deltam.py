@@ -11,8 +11,9 @@ Positive means better than the single-task models on average.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from mtl_cli.reporting.runs import Metrics, RunRecord
 from mtl_cli.utils.mappings import key_under
@@ -25,9 +26,7 @@ class DeltaMError(ValueError):
     """Delta-m cannot be computed (a baseline metric is missing, zero or not finite)."""
 
 
-def delta_m(
-    metrics: Metrics, baselines: Metrics, directions: Mapping[str, Mapping[str, bool]]
-) -> float:
+def delta_m(metrics: Metrics, baselines: Metrics, directions: Mapping[str, Mapping[str, bool]]) -> float:
     """Delta-m in percent over every metric of every task in ``metrics``."""
     terms = []
     for task, values in metrics.items():

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from mtl_cli.commands import resume_command
 from mtl_cli.errors import UserError
@@ -208,7 +208,11 @@ def compute_delta_m(run: RunRecord, candidates: Sequence[RunRecord], which: str)
     except DeltaMError as exc:
         row.note = f"no Δm: {exc}"
         return row
-    differing = [f"{t} baseline {m.run.name} differs in {', '.join(m.differences)}" for t, m in row.baselines.items() if m.differences]
+    differing = [
+        f"{t} baseline {m.run.name} differs in {', '.join(m.differences)}"
+        for t, m in row.baselines.items()
+        if m.differences
+    ]
     row.note = "; ".join(differing)
     return row
 
@@ -223,9 +227,7 @@ def default_pareto_axes(runs: Sequence[RunRecord]) -> tuple[str, str] | None:
     return None
 
 
-def build_report(
-    paths: Sequence[str | Path], baselines: Sequence[str | Path] = (), which: str = "final"
-) -> Report:
+def build_report(paths: Sequence[str | Path], baselines: Sequence[str | Path] = (), which: str = "final") -> Report:
     """Read the runs under ``paths`` (and single-task baselines under ``baselines``) into a report."""
     if which not in ("final", "best"):
         raise UserError(f"metrics '{which}': use final (last epoch) or best (best epoch)")

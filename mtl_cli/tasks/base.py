@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -84,11 +85,11 @@ class Task(abc.ABC):
 
     @classmethod
     @abc.abstractmethod
-    def missing_label(cls, spec: "LabelSpec", size: tuple[int, int]) -> Tensor:
+    def missing_label(cls, spec: LabelSpec, size: tuple[int, int]) -> Tensor:
         """The target of a sample without a label (``size`` = image ``(H, W)``): nothing in it counts."""
 
     @classmethod
-    def label_from_array(cls, spec: "LabelSpec", array: np.ndarray, path: Path, size: tuple[int, int]) -> Tensor:
+    def label_from_array(cls, spec: LabelSpec, array: np.ndarray, path: Path, size: tuple[int, int]) -> Tensor:
         """Check a label array read from ``path`` against the image ``size``; return the target tensor.
 
         Raises ``DataFileError`` naming the file when shape, dtype or values are wrong.
@@ -96,27 +97,27 @@ class Task(abc.ABC):
         raise UserError(f"{path}: task {spec.name} ({cls.kind}) does not read labels from per-image files")
 
     @classmethod
-    def label_from_png(cls, spec: "LabelSpec", array: np.ndarray) -> np.ndarray:
+    def label_from_png(cls, spec: LabelSpec, array: np.ndarray) -> np.ndarray:
         """A decoded label PNG (``[H, W]`` integers) as the array a ``.npy`` label file would hold."""
         return array
 
     @classmethod
-    def csv_columns(cls, spec: "LabelSpec") -> int:
+    def csv_columns(cls, spec: LabelSpec) -> int:
         """How many label columns a CSV row of this kind has (image-level kinds)."""
         raise UserError(f"task {spec.name} ({cls.kind}) does not read labels from a CSV file")
 
     @classmethod
-    def label_from_cells(cls, spec: "LabelSpec", cells: Sequence[str]) -> Tensor | None:
+    def label_from_cells(cls, spec: LabelSpec, cells: Sequence[str]) -> Tensor | None:
         """The target in one CSV row's label ``cells``; ``None`` = no label; ``ValueError`` if malformed."""
         raise UserError(f"task {spec.name} ({cls.kind}) does not read labels from a CSV file")
 
     @classmethod
-    def cells_expected(cls, spec: "LabelSpec") -> str:
+    def cells_expected(cls, spec: LabelSpec) -> str:
         """What the label cells of a CSV row should hold (for the error of a malformed row)."""
         return f"{cls.csv_columns(spec)} label value(s)"
 
     @classmethod
-    def transform_label(cls, spec: "LabelSpec", target: Tensor, geometry: Geometry) -> Tensor:
+    def transform_label(cls, spec: LabelSpec, target: Tensor, geometry: Geometry) -> Tensor:
         """The target after the sample's crop / resize / zoom / flip.
 
         Image-level labels do not move. Dense labels default to a per-pixel map whose

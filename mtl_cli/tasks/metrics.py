@@ -133,9 +133,7 @@ class MetricAccumulator(abc.ABC):
             self._device = torch.device(device)
             self._init_state(self._device)
 
-    def _begin_update(
-        self, pred: Tensor, target: Tensor, valid: Tensor | None
-    ) -> tuple[Tensor, Tensor, Tensor | None]:
+    def _begin_update(self, pred: Tensor, target: Tensor, valid: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
         """Create state lazily, move inputs to the state device, check ``valid``."""
         self._ensure_state(pred.device)
         dev = self._device
@@ -144,9 +142,7 @@ class MetricAccumulator(abc.ABC):
         if valid is not None:
             valid = valid.detach().to(dev, non_blocking=True).reshape(-1).bool()
             if valid.shape[0] != pred.shape[0]:
-                raise ValueError(
-                    f"valid has {valid.shape[0]} entries but the batch has {pred.shape[0]} samples"
-                )
+                raise ValueError(f"valid has {valid.shape[0]} entries but the batch has {pred.shape[0]} samples")
         self._updated_since_sync = True
         return pred, target, valid
 
@@ -559,8 +555,7 @@ class MultiLabelMetrics(MetricAccumulator):
     def update(self, pred: Tensor, target: Tensor, valid: Tensor | None = None) -> None:
         if pred.dim() != 2 or pred.shape[1] != self.num_labels or pred.shape != target.shape:
             raise ValueError(
-                f"expected pred and target [B, {self.num_labels}], got {tuple(pred.shape)} "
-                f"and {tuple(target.shape)}"
+                f"expected pred and target [B, {self.num_labels}], got {tuple(pred.shape)} and {tuple(target.shape)}"
             )
         pred, target, valid = self._begin_update(pred, target, valid)
         scores = pred.float()

@@ -8,7 +8,8 @@ gradient method's combination rule as a pure function of the stacked task gradie
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from omegaconf import OmegaConf

@@ -51,7 +51,9 @@ def test_combinations_are_registered_within_families_only():
     assert "left+seg" not in combos and "attributes+cls" not in combos
     assert len(combos) == 57 + 4 + 4  # shapes' six tasks, multimnist's three, celeba's three files
     assert normalise_task_args(["task=right+left+mask"]) == ["task=left+mask+right"]
-    with pytest.raises(UserError, match=r"task=left\+seg: no dataset provides all of these tasks.*data=multimnist: left, mask, right"):
+    with pytest.raises(
+        UserError, match=r"task=left\+seg: no dataset provides all of these tasks.*data=multimnist: left, mask, right"
+    ):
         canonical_task_choice("left+seg")
 
 

@@ -6,14 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from mtl_cli.data.shapes import dataset, render, scene
 from mtl_cli.data.shapes import (
     FORMAT_VERSION,
     NUM_SHAPE_CLASSES,
     SHAPE_NAMES,
     TASK_NAMES,
     ShapesDataset,
+    dataset,
     generate_scenes,
+    render,
+    scene,
 )
 
 K = NUM_SHAPE_CLASSES
@@ -28,8 +30,7 @@ def scenes() -> dict:
 
 def _bit_identical(a: dict, b: dict) -> bool:
     return set(a) == set(b) and all(
-        a[k].dtype == b[k].dtype and a[k].shape == b[k].shape and a[k].tobytes() == b[k].tobytes()
-        for k in a
+        a[k].dtype == b[k].dtype and a[k].shape == b[k].shape and a[k].tobytes() == b[k].tobytes() for k in a
     )
 
 

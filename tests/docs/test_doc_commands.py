@@ -17,12 +17,13 @@ import re
 import runpy
 import shlex
 import sys
-import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
+import tomllib
+from conftest import REPO, run_cli
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import IntervalSweep
@@ -35,7 +36,6 @@ from mtl_cli.inference.export import FORMATS as EXPORT_FORMATS
 from mtl_cli.inference.options import parse_settings
 from mtl_cli.inference.predict import PREDICT_DEFAULTS
 from mtl_cli.report import parser as report_parser
-from conftest import REPO, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -232,7 +232,9 @@ def check_module_train(argv: tuple[str, ...]) -> None:
     position = argv.index("mtl_cli.train")
     assert argv[position - 1] == "-m", argv
     launcher_options = argv[1 : position - 1]
-    assert all(option.startswith("--") for option in launcher_options), f"unexpected torchrun arguments {launcher_options}"
+    assert all(option.startswith("--") for option in launcher_options), (
+        f"unexpected torchrun arguments {launcher_options}"
+    )
     check_train_args(argv[position + 1 :])
 
 

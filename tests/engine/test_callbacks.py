@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
+
+from scale_helpers import build
 
 from mtl_cli.config import PRECISIONS as PRECISION_CHOICES
 from mtl_cli.config import OptimizerName, SchedulerName
 from mtl_cli.engine.callbacks import Callback, EpochRecord, StepRecord
 from mtl_cli.engine.optim import OPTIMIZERS, SCHEDULERS
 from mtl_cli.engine.precision import PRECISIONS
-from scale_helpers import build
 
 
 class Recorder(Callback):

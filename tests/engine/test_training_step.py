@@ -7,9 +7,9 @@ import time
 
 import pytest
 import torch
+from scale_helpers import build, flat_params
 
 from mtl_cli.engine.speed import loader_options
-from scale_helpers import build, flat_params
 
 
 def _initial_params(trainer) -> torch.Tensor:

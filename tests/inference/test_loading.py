@@ -30,7 +30,11 @@ def test_checkpoint_of_another_tool_is_refused(tmp_path):
 
 @pytest.mark.parametrize(
     "version, message",
-    [(CHECKPOINT_VERSION + 1, "newer mtl_cli"), (0, "format version 0, which .* cannot read"), (None, "no format version")],
+    [
+        (CHECKPOINT_VERSION + 1, "newer mtl_cli"),
+        (0, "format version 0, which .* cannot read"),
+        (None, "no format version"),
+    ],
 )
 def test_checkpoint_of_another_format_version_is_refused(tmp_path, version, message):
     path = tmp_path / "model.pt"

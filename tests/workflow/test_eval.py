@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import TINY, read_summary, run_cli
+from wf_helpers import compose_cfg, one_thread  # noqa: F401 (autouse)
+
 from mtl_cli.engine.checkpoint import load_checkpoint
 from mtl_cli.engine.eval_run import EvalOptions, evaluate_checkpoint
 from mtl_cli.engine.run import train_run
 from mtl_cli.errors import UserError
 from mtl_cli.eval import main as eval_main
-from wf_helpers import compose_cfg, one_thread  # noqa: F401 (autouse)
 
 SETTINGS = ["optim.lr=0.01", "trainer.epochs=3", "trainer.vis_images=0", "trainer.progress=false"]
 
@@ -60,8 +60,15 @@ def test_best_checkpoint_split_and_overrides(run, tmp_path, monkeypatch, capsys)
     assert best["metrics"] == summary["best_metrics"] and best["epoch"] == summary["best_epoch"]
     out_file = tmp_path / "m.json"
     code, out, _ = _eval_cli(
-        monkeypatch, capsys, f"ckpt={run}", "split=train", "data.num_train=48", "trainer.batch_size=5",
-        "task=seg+cls", "backbone=small_cnn", f"output={out_file}",
+        monkeypatch,
+        capsys,
+        f"ckpt={run}",
+        "split=train",
+        "data.num_train=48",
+        "trainer.batch_size=5",
+        "task=seg+cls",
+        "backbone=small_cnn",
+        f"output={out_file}",
     )
     assert code == 0 and "train split, 48 images" in out
     assert json.loads(out_file.read_text())["images"] == 48

@@ -11,19 +11,19 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mtl_cli.utils.files import atomic_write
 from mtl_cli.data.shapes.render import FORMAT_VERSION, TASK_NAMES, generate_scenes
+from mtl_cli.utils.files import atomic_write
 
 
-def _cache_path(cache_dir: str | os.PathLike[str], num: int, image_size: int, seed: int,
-                max_objects: int) -> Path:
+def _cache_path(cache_dir: str | os.PathLike[str], num: int, image_size: int, seed: int, max_objects: int) -> Path:
     key = repr(("shapes", FORMAT_VERSION, int(num), int(image_size), int(seed), int(max_objects)))
     digest = hashlib.sha256(key.encode()).hexdigest()[:20]
     return Path(cache_dir) / f"shapes_v{FORMAT_VERSION}_{digest}.npz"
 
 
-def _load_or_generate(num: int, image_size: int, seed: int, max_objects: int,
-                      cache_dir: str | os.PathLike[str] | None) -> dict[str, np.ndarray]:
+def _load_or_generate(
+    num: int, image_size: int, seed: int, max_objects: int, cache_dir: str | os.PathLike[str] | None
+) -> dict[str, np.ndarray]:
     if cache_dir is None:
         return generate_scenes(num, image_size, seed, max_objects)
     path = _cache_path(cache_dir, num, image_size, seed, max_objects)
@@ -31,9 +31,7 @@ def _load_or_generate(num: int, image_size: int, seed: int, max_objects: int,
         try:
             with np.load(path, allow_pickle=False) as f:
                 arrays = {key: f[key] for key in f.files}
-            if set(arrays) == {"image", *TASK_NAMES} and arrays["image"].shape == (
-                num, 3, image_size, image_size
-            ):
+            if set(arrays) == {"image", *TASK_NAMES} and arrays["image"].shape == (num, 3, image_size, image_size):
                 return arrays
         except (OSError, ValueError, EOFError):
             pass  # corrupt / foreign file: regenerate and overwrite
@@ -54,9 +52,17 @@ class ShapesDataset(Dataset):
     do not modify them in place.
     """
 
-    def __init__(self, num: int, image_size: int, seed: int, tasks: Sequence[str],
-                 mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.25, 0.25, 0.25),
-                 cache_dir: str | None = None, max_objects: int = 3) -> None:
+    def __init__(
+        self,
+        num: int,
+        image_size: int,
+        seed: int,
+        tasks: Sequence[str],
+        mean: Sequence[float] = (0.5, 0.5, 0.5),
+        std: Sequence[float] = (0.25, 0.25, 0.25),
+        cache_dir: str | None = None,
+        max_objects: int = 3,
+    ) -> None:
         """Generate (or load from ``cache_dir``) ``num`` scenes of ``image_size``^2 pixels.
 
         Args:

@@ -52,6 +52,7 @@ FORMAT_VERSION: int = 2
 _CHUNK = 128  # scenes per render batch (fixed: part of the deterministic noise stream)
 _MAX_THREADS = 4
 
+
 def _pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     """Camera-ray components ``U`` [W] and ``V`` [H]; the ray of pixel (r, c) is (U[c], V[r], -1)."""
     u = (np.arange(w) + 0.5) / w * 2.0 - 1.0
@@ -86,8 +87,7 @@ def _plane_basis(normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return e1, e2
 
 
-def _sphere_depth(centre: np.ndarray, radius: np.ndarray, uu: np.ndarray, vv: np.ndarray,
-                  rr: np.ndarray) -> np.ndarray:
+def _sphere_depth(centre: np.ndarray, radius: np.ndarray, uu: np.ndarray, vv: np.ndarray, rr: np.ndarray) -> np.ndarray:
     """Nearest ray/sphere intersection depth [b, H, W]; ``inf`` where the ray misses."""
     rc = _lin(centre, uu, vv)  # ray . C
     c2 = (np.sum(centre**2, axis=-1) - radius**2).astype(np.float32)
@@ -101,8 +101,15 @@ def _sphere_depth(centre: np.ndarray, radius: np.ndarray, uu: np.ndarray, vv: np
     return depth
 
 
-def _polygon_depth(kind: int, centre: np.ndarray, normal: np.ndarray, radius: np.ndarray,
-                   rot: np.ndarray, uu: np.ndarray, vv: np.ndarray) -> np.ndarray:
+def _polygon_depth(
+    kind: int,
+    centre: np.ndarray,
+    normal: np.ndarray,
+    radius: np.ndarray,
+    rot: np.ndarray,
+    uu: np.ndarray,
+    vv: np.ndarray,
+) -> np.ndarray:
     """Depth [b, H, W] of flat polygons of one ``kind`` on tilted planes; ``inf`` outside.
 
     A point ``t * r`` of the plane ``n . P = n . C`` lies outside the in-plane line
@@ -148,8 +155,14 @@ def _gaussian_noise(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndar
     return np.take(_gaussian_table(), idx)
 
 
-def _render(p: dict[str, np.ndarray], h: int, w: int, noise_rng: np.random.Generator,
-            out: dict[str, np.ndarray], want_meta: bool) -> None:
+def _render(
+    p: dict[str, np.ndarray],
+    h: int,
+    w: int,
+    noise_rng: np.random.Generator,
+    out: dict[str, np.ndarray],
+    want_meta: bool,
+) -> None:
     """Render the scenes described by ``p`` into the (pre-allocated) arrays of ``out``."""
     b, s = p["kind"].shape
     k = NUM_SHAPE_CLASSES
@@ -179,8 +192,9 @@ def _render(p: dict[str, np.ndarray], h: int, w: int, noise_rng: np.random.Gener
             if kind == 0:
                 d = _sphere_depth(p["centre"][sel, j], p["radius"][sel, j], uu, vv, rr)
             else:
-                d = _polygon_depth(kind, p["centre"][sel, j], p["normal"][sel, j],
-                                   p["radius"][sel, j], p["rot"][sel, j], uu, vv)
+                d = _polygon_depth(
+                    kind, p["centre"][sel, j], p["normal"][sel, j], p["radius"][sel, j], p["rot"][sel, j], uu, vv
+                )
             z = zbuf[sel]
             closer = d < z
             np.copyto(z, d, where=closer)
@@ -298,8 +312,9 @@ def _alloc(n: int, h: int, w: int, s: int, want_meta: bool) -> dict[str, np.ndar
     return out
 
 
-def _render_all(p: dict[str, np.ndarray], h: int, w: int, noise_ss: np.random.SeedSequence,
-                want_meta: bool) -> dict[str, np.ndarray]:
+def _render_all(
+    p: dict[str, np.ndarray], h: int, w: int, noise_ss: np.random.SeedSequence, want_meta: bool
+) -> dict[str, np.ndarray]:
     n, s = p["kind"].shape
     out = _alloc(n, h, w, s, want_meta)
     starts = list(range(0, n, _CHUNK))
@@ -308,8 +323,14 @@ def _render_all(p: dict[str, np.ndarray], h: int, w: int, noise_ss: np.random.Se
 
     def job(i: int) -> None:
         sl = slice(starts[i], starts[i] + _CHUNK)
-        _render({key: v[sl] for key, v in p.items()}, h, w, np.random.default_rng(seeds[i]),
-                {key: v[sl] for key, v in out.items()}, want_meta)
+        _render(
+            {key: v[sl] for key, v in p.items()},
+            h,
+            w,
+            np.random.default_rng(seeds[i]),
+            {key: v[sl] for key, v in out.items()},
+            want_meta,
+        )
 
     workers = min(_MAX_THREADS, os.cpu_count() or 1, len(starts))
     if workers <= 1:
@@ -321,8 +342,7 @@ def _render_all(p: dict[str, np.ndarray], h: int, w: int, noise_ss: np.random.Se
     return out
 
 
-def _generate(num: int, image_size: int, seed: int, max_objects: int = 3,
-              return_meta: bool = False) -> dict[str, Any]:
+def _generate(num: int, image_size: int, seed: int, max_objects: int = 3, return_meta: bool = False) -> dict[str, Any]:
     """Implementation of :func:`generate_scenes`; ``return_meta`` adds ground-truth extras
     (``instance``, ``bg_depth``, ``object_depth`` [N, S, H, W] with ``inf`` where the object
     is absent, and ``params``) used by the tests."""
@@ -372,4 +392,3 @@ def generate_scenes(num: int, image_size: int, seed: int, max_objects: int = 3) 
     one object. See the module docstring for the camera model and scene content.
     """
     return _generate(num, image_size, seed, max_objects, return_meta=False)
-

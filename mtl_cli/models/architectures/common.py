@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from torch import nn
 
@@ -43,4 +43,3 @@ def stage_copies(backbone: Backbone, make_backbone: BackboneFactory, start: int,
         return [nn.Sequential() for _ in range(count)]
     sources = [backbone] + [make_backbone() for _ in range(count - 1)]
     return [nn.Sequential(*source.stages[start:]) for source in sources[:count]]
-
