@@ -97,6 +97,8 @@ class DataConfig:
     samples per split are fully read and checked before training starts. ``mean`` / ``std``:
     the dataset's normalisation; with ``backbone.weights`` set they are replaced by the
     weights' own unless ``normalize_from_weights`` is false. ``augment``: training augmentation.
+    ``sources`` / ``sampling`` (``data=multi``): each task's own dataset config, laid over the
+    other ``data.*`` keys, and how their batches are drawn (``longest``).
     """
 
     name: str = "shapes"
@@ -118,6 +120,8 @@ class DataConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     normalize_from_weights: bool = True
     tasks: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    sources: Dict[str, Any] = field(default_factory=dict)
+    sampling: str = "longest"
 
 
 @dataclass
@@ -140,15 +144,19 @@ class BackboneConfig:
 class ArchConfig:
     """How the tasks share the network (``arch=<name>``; see README "Sharing architectures").
 
-    ``branch_at`` (shared_layers, mmoe): the last shared stage, a name or an index;
+    ``branch_at`` (shared_layers, mmoe, grouped): the last shared stage, a name or an index;
     ``num_experts`` (mmoe); ``stitch_init`` (cross_stitch): the initial self weight of
-    every cross-stitch unit (1.0 = independent columns).
+    every cross-stitch unit (1.0 = independent columns); ``groups`` (grouped): the task
+    groups (``[[cls,seg],[depth]]``), ``auto`` or ``from:<run dir>``; ``warmup_steps``
+    (grouped, ``groups=auto``): the all-shared steps that measure the affinity.
     """
 
     name: str = "shared_layers"
     branch_at: Optional[str] = None
     num_experts: int = 4
     stitch_init: float = 0.9
+    groups: Any = None
+    warmup_steps: int = 50
 
 
 class RelationName(enum.Enum):

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mtl_cli.config import task_weights
 from mtl_cli.data import MultiTaskCollate, build_datasets, with_augment_seeds
+from mtl_cli.data.multi import MultiTrainLoader, MultiValLoader, is_multi, provided_tasks, source_configs
 from mtl_cli.engine import distributed
 from mtl_cli.engine.baselines import load_baselines
 from mtl_cli.engine.callbacks import (
@@ -51,14 +52,21 @@ from mtl_cli.weighting import Weighting, build_weighting
 
 def build_tasks(cfg: DictConfig) -> list[Task]:
     """The run's tasks, in the config's (canonical) order."""
+    facts = provided_tasks(cfg.data, list(cfg.tasks.keys()))
     return [
-        build_task(name, OmegaConf.to_container(task_cfg), cfg.data.tasks.get(name))  # type: ignore[arg-type]
+        build_task(name, OmegaConf.to_container(task_cfg), facts.get(name))  # type: ignore[arg-type]
         for name, task_cfg in cfg.tasks.items()
     ]
 
 
 def _datasets(cfg: DictConfig, tasks: list[Task]) -> tuple[Dataset, Dataset]:
     return build_datasets(cfg.data, [t.name for t in tasks], {t.name: {**t.settings, "kind": t.kind} for t in tasks})
+
+
+def _task_datasets(cfg: DictConfig, tasks: list[Task]) -> dict[str, tuple[Dataset, Dataset]]:
+    """``data=multi``: each task's (train, val) datasets from its own source."""
+    sources = source_configs(cfg.data, [t.name for t in tasks])
+    return {t.name: build_datasets(sources[t.name], [t.name], {t.name: {**t.settings, "kind": t.kind}}) for t in tasks}
 
 
 def _val_loader(cfg: DictConfig, val_set: Dataset, collate: MultiTaskCollate, options: Mapping[str, Any]) -> DataLoader:
@@ -70,6 +78,38 @@ def _val_loader(cfg: DictConfig, val_set: Dataset, collate: MultiTaskCollate, op
         collate_fn=collate,
         **options,
     )
+
+
+def _train_loader(
+    cfg: DictConfig, train_set: Dataset, collate: MultiTaskCollate, options: Mapping[str, Any]
+) -> DataLoader:
+    """The training loader: each rank its shard of a per-epoch permutation, augmentation seeds attached."""
+    trainer_cfg = cfg.trainer
+    sampler = distributed.train_sampler(train_set, trainer_cfg.seed)
+    return DataLoader(
+        train_set,
+        batch_size=trainer_cfg.batch_size,
+        sampler=with_augment_seeds(train_set, sampler, trainer_cfg.seed),
+        drop_last=len(sampler) > trainer_cfg.batch_size,
+        generator=torch.Generator(),  # reseeded every epoch; seeds the workers
+        collate_fn=collate,
+        **options,
+    )
+
+
+def _loaders(
+    cfg: DictConfig, tasks: list[Task], options: Mapping[str, Any]
+) -> tuple[DataLoader | MultiTrainLoader, DataLoader | MultiValLoader]:
+    """The train and validation loaders; under ``data=multi`` one pair per task, joined."""
+    if not is_multi(cfg.data):
+        train_set, val_set = _datasets(cfg, tasks)
+        collate = MultiTaskCollate(tasks)
+        return _train_loader(cfg, train_set, collate, options), _val_loader(cfg, val_set, collate, options)
+    per_task = _task_datasets(cfg, tasks)
+    collates = {t.name: MultiTaskCollate([t]) for t in tasks}
+    train = {n: _train_loader(cfg, sets[0], collates[n], options) for n, sets in per_task.items()}
+    val = {n: _val_loader(cfg, sets[1], collates[n], options) for n, sets in per_task.items()}
+    return MultiTrainLoader(train), MultiValLoader(val)
 
 
 def build_weighting_method(cfg: DictConfig, tasks: list[Task], device: torch.device) -> Weighting:
@@ -97,24 +137,12 @@ def build_components(cfg: DictConfig) -> Components:
     precision = Precision.from_config(trainer_cfg.precision, device)
     seed_everything(trainer_cfg.seed)
     tasks = build_tasks(cfg)
-    train_set, val_set = _datasets(cfg, tasks)
+    options = loader_options(trainer_cfg.num_workers, trainer_cfg.prefetch_factor, device)
+    train_loader, val_loader = _loaders(cfg, tasks, options)
     model = build_model(cfg, tasks).to(device)
     weighting = build_weighting_method(cfg, tasks, device)
     optimizer = build_optimizer(cfg, parameter_groups(model, weighting))
     scheduler = build_scheduler(cfg, optimizer)
-    collate = MultiTaskCollate(tasks)
-    options = loader_options(trainer_cfg.num_workers, trainer_cfg.prefetch_factor, device)
-    sampler = distributed.train_sampler(train_set, trainer_cfg.seed)
-    train_loader = DataLoader(
-        train_set,
-        batch_size=trainer_cfg.batch_size,
-        sampler=with_augment_seeds(train_set, sampler, trainer_cfg.seed),
-        drop_last=len(sampler) > trainer_cfg.batch_size,
-        generator=torch.Generator(),  # reseeded every epoch; seeds the workers
-        collate_fn=collate,
-        **options,
-    )
-    val_loader = _val_loader(cfg, val_set, collate, options)
     train_model = training_module(
         model,
         device,
@@ -223,6 +251,12 @@ def build_evaluation(cfg: DictConfig, split: str = "val") -> Evaluation:
     _, device = distributed.setup(trainer_cfg.device.value, trainer_cfg.backend.value, trainer_cfg.devices)
     seed_everything(trainer_cfg.seed)
     tasks, model = build_inference_model(cfg, device)
+    if is_multi(cfg.data):
+        options = loader_options(trainer_cfg.num_workers, trainer_cfg.prefetch_factor, device)
+        sets = _task_datasets(cfg, tasks)
+        index = 0 if split == "train" else 1
+        loaders = {t.name: _val_loader(cfg, sets[t.name][index], MultiTaskCollate([t]), options) for t in tasks}
+        return Evaluation(tasks, model, MultiValLoader(loaders), device)  # type: ignore[arg-type]
     train_set, val_set = _datasets(cfg, tasks)
     collate = MultiTaskCollate(tasks)
     if split == "train":

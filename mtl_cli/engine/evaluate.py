@@ -34,6 +34,8 @@ def evaluate(
             preds = model(images)
         valid = batch.get("valid", {})
         for task in tasks:
+            if task.name not in batch:  # data=multi: each validation batch scores only its own task
+                continue
             target = task.to_device(batch[task.name], device)
             mask = valid.get(task.name)
             output = task.metric_input(preds[task.name].float())

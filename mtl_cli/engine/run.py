@@ -13,10 +13,12 @@ import torch
 from omegaconf import DictConfig
 
 from mtl_cli.commands import resume_command
+from mtl_cli.data.multi import is_multi
 from mtl_cli.engine import distributed
 from mtl_cli.engine.build import build_trainer
 from mtl_cli.engine.environment import peak_memory_mb
 from mtl_cli.engine.evaluate import metric_directions
+from mtl_cli.engine.grouping import resolve_groups
 from mtl_cli.engine.provenance import environment_record
 from mtl_cli.engine.records import config_record
 from mtl_cli.engine.resume import ResumePoint
@@ -72,6 +74,10 @@ def train_run(
     write_summary()
     trainer: Trainer | None = None
     try:
+        grouping = resolve_groups(cfg, run_dir if ranks.is_main else None)
+        if grouping is not None:
+            summary.update(grouping=grouping, config=config_record(cfg))
+            write_summary()
         resume = ResumePoint.load(cfg) if cfg.trainer.resume else None
         trainer = build_trainer(cfg, run_dir, {"overrides": list(overrides)}, tracking)
         summary["metric_directions"] = metric_directions(trainer.tasks)
@@ -142,7 +148,7 @@ def _stopped_at_once(run_dir: Path) -> TrainingInterrupted:
 def _save_pictures(cfg: DictConfig, trainer: Trainer, run_dir: Path) -> None:
     """``val_predictions.png``: the first ``trainer.vis_images`` validation images, targets and predictions."""
     count = cfg.trainer.vis_images
-    if count == 0:
+    if count == 0 or is_multi(cfg.data):  # data=multi: no one batch holds every task's targets
         return
     loader = trainer.val_loader
     dataset = loader.dataset  # type: ignore[attr-defined]

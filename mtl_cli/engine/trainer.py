@@ -12,7 +12,7 @@ import contextlib
 import functools
 import math
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from mtl_cli.data.multi import own_rows
 from mtl_cli.engine import distributed
 from mtl_cli.engine.callbacks.base import Callback, EpochRecord, StepRecord
 from mtl_cli.engine.divergence import PATIENCE, Diverged, DivergenceWatch
@@ -296,6 +297,9 @@ class Trainer:
                 targets = {task.name: task.to_device(batch[task.name], self.device) for task in self.tasks}
                 masks = {name: mask.to(self.device) for name, mask in valid.items()}
                 batch_losses = functools.partial(self._task_losses, targets=targets, masks=masks)
+                slices = batch.get("slices")  # data=multi: each task's loss on its own batch's rows
+                if slices is not None:
+                    batch_losses = functools.partial(_on_own_rows, batch_losses, slices)
                 task_losses = [self.precision.scale_gradients(loss.float()) for loss in batch_losses(preds)]
             losses = torch.stack(task_losses)
             if self.relation is not None:
@@ -508,3 +512,10 @@ class Trainer:
         for callback in self.callbacks:
             if callback.key in saved:
                 callback.load_state_dict(saved[callback.key])
+
+
+def _on_own_rows(
+    losses: Callable[[Mapping[str, Tensor]], list[Tensor]], slices: Mapping[str, slice], preds: Mapping[str, Tensor]
+) -> list[Tensor]:
+    """``losses`` of each task's predictions on its own rows (a ``data=multi`` joined batch)."""
+    return losses(own_rows(preds, slices))

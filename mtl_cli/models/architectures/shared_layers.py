@@ -9,6 +9,8 @@ decoder, leaving only the output projections per task, which is ``arch=shared_we
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
@@ -45,7 +47,7 @@ class SharedLayersModel(MultiTaskModel):
         dense = [t for t in tasks if t.dense]
         self.decoder = DenseDecoder(channels, max(t.head_channels for t in dense)) if cut > stages and dense else None
         if self.decoder is None:
-            self.heads = nn.ModuleDict({t.name: t.build_head(channels) for t in tasks})
+            self.heads = task_heads(tasks, channels)
         else:
             width = self.decoder.out_channels
             self.heads = nn.ModuleDict({t.name: t.build_projection(width) for t in tasks})
@@ -55,8 +57,27 @@ class SharedLayersModel(MultiTaskModel):
         if self.decoder is not None:
             features = self.decoder(features)
         size = (images.shape[-2], images.shape[-1])
-        preds = {name: self.heads[name](self.branches[name](features), size) for name in self.task_names}
+        preds: dict[str, Tensor] = {}
+        for name in self.task_names:
+            preds.update(branch_predictions(features, self.branches[name], self.heads, [name], size))
         return (preds, features) if return_features else preds
+
+
+def task_heads(tasks: Sequence[Task], channels: int) -> nn.ModuleDict:
+    """One head per task (``Task.build_head``) on a branch whose output has ``channels`` channels."""
+    return nn.ModuleDict({t.name: t.build_head(channels) for t in tasks})
+
+
+def branch_predictions(
+    features: Tensor, branch: nn.Module, heads: Mapping[str, nn.Module], names: Sequence[str], size: tuple[int, int]
+) -> dict[str, Tensor]:
+    """The predictions of the tasks ``names`` that share ``branch`` after the trunk's ``features``.
+
+    The branch runs once; each task's head reads its output (``size``: the input's spatial size).
+    Hard sharing (one branch per task) and grouped sharing (one branch per group) both go through here.
+    """
+    out = branch(features)
+    return {name: heads[name](out, size) for name in names}
 
 
 def build(arch: DictConfig, make_backbone: BackboneFactory, tasks: list[Task]) -> MultiTaskModel:
