@@ -9,7 +9,7 @@ from faults_helpers import leftovers, run_train
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["optim.lr=inf"], "optim.lr=inf: must be a finite number"),  # 12.10
+        (["optim.lr=inf"], "optim.lr=inf: the learning rate must be a finite number > 0"),  # 12.10
         (["optim.weight_decay=nan"], "optim.weight_decay=nan"),
         (["arch.stitch_init=nan"], "arch.stitch_init=nan: must be a finite number"),
         (["optim.momentum=1.5"], "optim.momentum=1.5"),
