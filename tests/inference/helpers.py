@@ -16,6 +16,15 @@ from mtl_cli.models import build_model
 ALL_TASKS = ("cls", "seg", "depth", "normals", "edges", "multilabel")
 
 
+def _arch(arch: str, tasks) -> dict:
+    """The arch node; ``grouped`` gets two groups (the dense tasks apart from the others)."""
+    if arch != "grouped":
+        return {"name": arch}
+    dense = [t for t in tasks if t in ("seg", "depth", "normals", "edges")]
+    rest = [t for t in tasks if t not in dense]
+    return {"name": arch, "groups": [group for group in (rest, dense) if group]}
+
+
 def write_checkpoint(
     path: Path, arch: str = "shared_layers", tasks=ALL_TASKS, image_size: int = 16, width: int = 4
 ) -> Path:
@@ -28,7 +37,7 @@ def write_checkpoint(
                 "tasks": {name: {"kind": name, "head_channels": 8} for name in tasks},
                 "data": data,
                 "backbone": {"name": "small_cnn", "width": width},
-                "arch": {"name": arch},
+                "arch": _arch(arch, tasks),
             }
         )
     )
