@@ -94,8 +94,8 @@ def _validate_optim(optim: DictConfig) -> None:
         raise UserError(f"optim.weight_decay={optim.weight_decay}: must be a finite number >= 0")
     if not 0.0 <= optim.momentum < 1.0:
         raise UserError(f"optim.momentum={optim.momentum}: must be in [0, 1)")
-    if not 0.0 < optim.gamma <= 1.0:
-        raise UserError(f"optim.gamma={optim.gamma}: the decay factor must be in (0, 1]")
+    if not (math.isfinite(optim.gamma) and optim.gamma > 0):
+        raise UserError(f"optim.gamma={optim.gamma}: the step factor must be a finite number > 0")
     _positive("optim.step_size", optim.step_size)
 
 
