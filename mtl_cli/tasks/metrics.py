@@ -100,14 +100,7 @@ class MetricAccumulator(abc.ABC):
 
     def sync(self) -> None:
         """Reduce the state across ranks in place; no-op without torch.distributed."""
-        if not group_ready():
-            return
-        if self._synced:
-            if self._updated_since_sync:
-                raise RuntimeError(
-                    f"{type(self).__name__}.sync(): update() was called after a previous "
-                    "sync(); syncing again would double count. Call reset() first."
-                )
+        if not group_ready() or self._already_synced():
             return
         if self._device is None:  # this rank saw no batch: contribute zeros
             self._ensure_state(comm_device(torch.device("cpu")))
@@ -119,6 +112,15 @@ class MetricAccumulator(abc.ABC):
             setattr(self, name, [all_gather_cat(local)])
         self._synced = True
         self._updated_since_sync = False
+
+    def _already_synced(self) -> bool:
+        """Whether ``sync`` already ran; refuse a second one after new updates (it would double count)."""
+        if self._synced and self._updated_since_sync:
+            raise RuntimeError(
+                f"{type(self).__name__}.sync(): update() was called after a previous "
+                "sync(); syncing again would double count. Call reset() first."
+            )
+        return self._synced
 
     # -- helpers for subclasses --------------------------------------------- #
     @abc.abstractmethod

@@ -155,14 +155,7 @@ class DetectionMetrics(MetricAccumulator):
 
     def sync(self) -> None:
         """Gather every rank's per-image records (rank order); no-op without torch.distributed."""
-        if not (dist.is_available() and dist.is_initialized()):
-            return
-        if self._synced:
-            if self._updated_since_sync:
-                raise RuntimeError(
-                    f"{type(self).__name__}.sync(): update() was called after a previous "
-                    "sync(); syncing again would double count. Call reset() first."
-                )
+        if not (dist.is_available() and dist.is_initialized()) or self._already_synced():
             return
         gathered: list[Any] = [None] * dist.get_world_size()
         dist.all_gather_object(gathered, self.images)
