@@ -64,4 +64,9 @@ def test_resume_continues_the_same_run_id(run_info):
     second.log_scalars({"train/cls_loss": 0.5}, 20)
     assert second.state() == first.state()
     second.close()
-    assert len(list((run_info.run_dir / "wandb").glob(f"offline-run-*-{first.state()['run_id']}"))) == 2
+    # Each start is one offline folder named by its start second and the run id (W&B adds "-1" on a clash).
+    run_id = first.state()["run_id"]
+    run_dirs = sorted((run_info.run_dir / "wandb").glob(f"offline-run-*-{run_id}*"))
+    assert len(run_dirs) == 2
+    steps = [[row["_step"] for row in wandb_history(d / f"run-{run_id}.wandb")] for d in run_dirs]
+    assert sorted(steps) == [[10], [20]]
