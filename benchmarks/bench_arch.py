@@ -92,7 +92,8 @@ def main() -> None:
         c = counts[name]
         median = statistics.median(values)
         print(
-            f"{name:<34}{c['total']:>11,}{c['shared']:>11,}" + "".join(f"{c[n]:>10,}" for n in names)
+            f"{name:<34}{c['total']:>11,}{c['shared']:>11,}"
+            + "".join(f"{c[n]:>10,}" for n in names)
             + f"{median:>10.1f}{min(values):>8.1f}{max(values):>8.1f}"
             + f"{median / statistics.median(baseline):>8.2f}{min(values) / min(baseline):>12.2f}"
         )

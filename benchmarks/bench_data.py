@@ -25,8 +25,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from hydra import compose, initialize_config_dir
@@ -45,15 +45,33 @@ FOLDER_CLASSES = ["data.tasks.cls.num_classes=3", "data.tasks.seg.num_classes=4"
 
 # name -> (write the fixture with n training samples under a folder -> overrides)
 DATASETS: dict[str, Callable[[Path, int], list[str]]] = {
-    "nyuv2": lambda d, n: ["data=nyuv2", "task=seg+depth+normals", *AUGMENT,
-                           f"data.root={write_nyuv2(d, n_train=n, n_val=2, size=(288, 384))}"],
-    "cityscapes": lambda d, n: ["data=cityscapes", "task=seg+depth", *AUGMENT,
-                                f"data.root={write_cityscapes(d, n_train=n, n_val=2, size=(128, 256))}"],
-    "celeba": lambda d, n: ["data=celeba", "task=attributes", "data.augment.hflip=true",
-                            f"data.root={write_celeba(d, n=(n * 5 + 2) // 3)}"],
+    "nyuv2": lambda d, n: [
+        "data=nyuv2",
+        "task=seg+depth+normals",
+        *AUGMENT,
+        f"data.root={write_nyuv2(d, n_train=n, n_val=2, size=(288, 384))}",
+    ],
+    "cityscapes": lambda d, n: [
+        "data=cityscapes",
+        "task=seg+depth",
+        *AUGMENT,
+        f"data.root={write_cityscapes(d, n_train=n, n_val=2, size=(128, 256))}",
+    ],
+    "celeba": lambda d, n: [
+        "data=celeba",
+        "task=attributes",
+        "data.augment.hflip=true",
+        f"data.root={write_celeba(d, n=(n * 5 + 2) // 3)}",
+    ],
     "multimnist": lambda d, n: ["data=multimnist", "task=left+mask+right", f"data.num_train={n}", "data.num_val=8"],
-    "folder": lambda d, n: ["data=folder", "task=cls+seg+depth+normals+edges+multilabel", *FOLDER_CLASSES, *AUGMENT,
-                            "data.augment.hflip=true", f"data.root={write_folder(d, n_train=n, n_val=2, size=(128, 128))}"],
+    "folder": lambda d, n: [
+        "data=folder",
+        "task=cls+seg+depth+normals+edges+multilabel",
+        *FOLDER_CLASSES,
+        *AUGMENT,
+        "data.augment.hflip=true",
+        f"data.root={write_folder(d, n_train=n, n_val=2, size=(128, 128))}",
+    ],
 }
 
 
@@ -100,7 +118,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="timed loader passes")
     parser.add_argument("--rounds", type=int, default=3, help="timed training passes")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--threads", type=int, default=None, help="torch threads of the main process (default: torch's)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads of the main process (default: torch's)"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -110,8 +130,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         for name in args.datasets:
             overrides = DATASETS[name](Path(tmp) / name, args.samples)
-            common = [*overrides, f"trainer.batch_size={args.batch}", f"trainer.device={args.device}",
-                      "trainer.progress=false", "trainer.epochs=1", "trainer.log_every_n_steps=1000000000"]
+            common = [
+                *overrides,
+                f"trainer.batch_size={args.batch}",
+                f"trainer.device={args.device}",
+                "trainer.progress=false",
+                "trainer.epochs=1",
+                "trainer.log_every_n_steps=1000000000",
+            ]
             loaders = {}
             for workers in args.workers:
                 cfg = validate(compose("train", overrides=[*common, f"trainer.num_workers={workers}"]))
@@ -124,8 +150,10 @@ def main() -> None:
             del trainer
 
     device = "cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu"
-    print(f"device {device}; batch {args.batch}; {args.samples} training samples per dataset; "
-          f"torch threads {torch.get_num_threads()}; model: default (small_cnn width 32, shared_layers, ew)")
+    print(
+        f"device {device}; batch {args.batch}; {args.samples} training samples per dataset; "
+        f"torch threads {torch.get_num_threads()}; model: default (small_cnn width 32, shared_layers, ew)"
+    )
     head = "".join(f"{f'loader w={w}':>13}" for w in args.workers)
     print(f"{'dataset':<12}{'size':>9}  {'tasks':<30}{head}{'train step':>12}{'best/train':>12}")
     for name, size, tasks, loaders, step in rows:

@@ -143,9 +143,11 @@ def main() -> None:
         plain_rates.append(plain())
     o, p = statistics.median(ours_rates), statistics.median(plain_rates)
     size = "x".join(map(str, args.crop)) if args.crop else f"{cfg.data.image_size}x{cfg.data.image_size}"
-    print(f"config: {' '.join(args.overrides) or '(defaults)'}; device {device}; batch {batch_size}; "
-          f"input {size}; precision {cfg.trainer.precision}; channels_last {cfg.trainer.channels_last}; "
-          f"compile {cfg.trainer.compile}; {args.rounds} rounds x {args.steps} steps")
+    print(
+        f"config: {' '.join(args.overrides) or '(defaults)'}; device {device}; batch {batch_size}; "
+        f"input {size}; precision {cfg.trainer.precision}; channels_last {cfg.trainer.channels_last}; "
+        f"compile {cfg.trainer.compile}; {args.rounds} rounds x {args.steps} steps"
+    )
     print(f"{'loop':<10}{'images/s (median)':>20}{'min':>10}{'max':>10}")
     print(f"{'mtl_cli':<10}{o:>20.1f}{min(ours_rates):>10.1f}{max(ours_rates):>10.1f}")
     print(f"{'plain':<10}{p:>20.1f}{min(plain_rates):>10.1f}{max(plain_rates):>10.1f}")

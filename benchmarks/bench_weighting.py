@@ -20,17 +20,18 @@ import argparse
 import copy
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
+from bench_train import plain_epoch
 from hydra import compose, initialize_config_dir
 
-from bench_train import plain_epoch
 from mtl_cli.config import CONFIG_DIR, register_configs, validate
-from mtl_cli.engine.precision import Precision
 from mtl_cli.engine.build import build_trainer
 from mtl_cli.engine.optim import build_optimizer
+from mtl_cli.engine.precision import Precision
 from mtl_cli.engine.speed import memory_format
 from mtl_cli.weighting import METHODS, GradientWeighting
 from mtl_cli.weighting.gradients import GradientOptions
@@ -104,7 +105,9 @@ def main() -> None:
     precision, layout = Precision(device), memory_format(False)  # fp32, default layout (both loops)
     rows = [
         Row(
-            "plain PyTorch", "-", "-",
+            "plain PyTorch",
+            "-",
+            "-",
             lambda: plain_epoch(plain_model, plain_optimizer, batches, tasks, device, precision, layout),
         )
     ]

@@ -5,18 +5,21 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import sys
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
-from mtl_cli.config import canonical_task_choice, known_task_names
+from mtl_cli.config import CONFIG_DIR, canonical_task_choice, known_task_names
 from mtl_cli.errors import UserError, one_line
 
 _TASK_ARG = re.compile(r"^(task)=([\w+,\s]+)$")
 _UNKNOWN_WEIGHT = re.compile(r"Could not override 'loss\.weights\.(\w+)'")
+_UNKNOWN_OPTION = re.compile(r"Could not override 'weighting\.(\w+)'")
 _AVAILABLE = re.compile(r"Available options in '([\w/]+)':\n((?:\t\S+\n?)+)")
+_NOT_LOADED = re.compile(r"Could not load '([\w/]+)/[^/']+'")  # an option of a list, e.g. logger=[csv,foo]
 
 
 def normalise_task_args(argv: list[str]) -> list[str]:
@@ -35,16 +38,40 @@ def normalise_task_args(argv: list[str]) -> list[str]:
     return out
 
 
-def _describe(exc: BaseException) -> str:
+def _weighting_choice(argv: Sequence[str]) -> str:
+    """The ``weighting=`` choice on the command line (the default ``ew`` without one)."""
+    chosen = [a.partition("=")[2] for a in argv if a.startswith("weighting=")]
+    return chosen[-1] if chosen else "ew"
+
+
+def _unknown_option(option: str, argv: Sequence[str]) -> str:
+    """``weighting.<option>`` that the chosen method does not have: name the method's options."""
+    from mtl_cli.weighting import method_options  # imports torch: only for this message
+
+    name = _weighting_choice(argv)
+    known = method_options(name)
+    if known is None:
+        return f"weighting.{option}: weighting={name} is not a known method"
+    return f"weighting.{option}: weighting={name} has no option '{option}'; its options: {', '.join(known) or 'none'}"
+
+
+def _describe(exc: BaseException, argv: Sequence[str] = ()) -> str:
     """One line for a config error, its OmegaConf cause included without the key dump."""
     missing_weight = _UNKNOWN_WEIGHT.search(str(exc))
     if missing_weight:
         task = missing_weight.group(1)
         return f"loss.weights.{task} names a task that is not selected with task=; add it to task= or drop the weight"
+    unknown_option = _UNKNOWN_OPTION.search(str(exc))
+    if unknown_option:
+        return _unknown_option(unknown_option.group(1), argv)
     parts = [one_line(str(exc).split("\n")[0])]
     options = _AVAILABLE.search(str(exc))
+    not_loaded = _NOT_LOADED.search(str(exc))
     if options:  # a config group option that does not exist: list the ones that do
         parts.append(f"available {options.group(1)}: {', '.join(options.group(2).split())}")
+    elif not_loaded and (CONFIG_DIR / not_loaded.group(1)).is_dir():
+        known = sorted(p.stem for p in (CONFIG_DIR / not_loaded.group(1)).glob("*.yaml"))
+        parts.append(f"available {not_loaded.group(1)}: {', '.join(known)}")
     cause = exc.__cause__
     if isinstance(cause, OmegaConfBaseException):
         parts.append(one_line(str(cause).split("\n")[0]))
@@ -83,5 +110,8 @@ def run_cli(prog: str, entry: Callable[[], object]) -> None:
         print(f"{prog}: error: {one_line(str(exc))}", file=sys.stderr)
         sys.exit(2)
     except (HydraException, OmegaConfBaseException) as exc:
-        print(f"{prog}: error: {_describe(exc)}", file=sys.stderr)
+        print(f"{prog}: error: {_describe(exc, sys.argv[1:])}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:  # Ctrl-C while starting up (training itself stops cleanly on it)
+        print(f"{prog}: interrupted (SIGINT)", file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)

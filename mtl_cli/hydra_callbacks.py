@@ -7,6 +7,7 @@ usual one-line error and exits with ``SystemExit``.
 from __future__ import annotations
 
 import atexit
+import copy
 import logging
 import os
 import sys
@@ -14,26 +15,45 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from mtl_cli.commands import command_line
+from mtl_cli.config import validate
+from mtl_cli.engine.build import build_tasks
 from mtl_cli.engine.rundir import claim_directory
-from mtl_cli.errors import UserError
+from mtl_cli.errors import UserError, one_line
 from mtl_cli.reporting import build_report, write_report
 
 log = logging.getLogger("mtl_cli")
 
 
 class RunDirGuard(Callback):
-    """Refuse to start a run or sweep in a directory that already holds one.
+    """Refuse to start a run or sweep in a directory that already holds one, or a run whose config is invalid.
 
     Under torchrun the ranks other than 0 run in fresh scratch directories (see
     ``engine/distributed.py``), so every rank passes this check.
     """
 
-    def __init__(self, prog: str = "mtl-train") -> None:
+    def __init__(self, prog: str = "mtl-train", check_config: bool = False) -> None:
         self.prog = prog
+        self.check_config = check_config  # validate the training config first (``configs/train.yaml``)
+
+    def _refuse(self, exc: UserError) -> None:
+        print(f"{self.prog}: error: {one_line(str(exc))}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+    def _check_config(self, config: DictConfig) -> None:
+        """Validate the job's config before its directory is claimed, so a refused run leaves nothing behind."""
+        if not self.check_config:
+            return
+        job = copy.deepcopy(config)
+        with open_dict(job):
+            job.pop("hydra", None)
+        try:
+            build_tasks(validate(job))
+        except UserError as exc:
+            self._refuse(exc)
 
     def _claim(self, config: DictConfig, key: str, marker: str | None, content: str | None = None) -> None:
         try:
@@ -44,10 +64,10 @@ class RunDirGuard(Callback):
         try:
             claim_directory(path, key, marker, content)
         except UserError as exc:
-            print(f"{self.prog}: error: {exc}", file=sys.stderr)
-            raise SystemExit(2) from None
+            self._refuse(exc)
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check_config(config)
         subdir = OmegaConf.select(config, "hydra.output_subdir")
         self._claim(config, "hydra.run.dir", None if subdir is None else str(subdir))
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from mtl_cli.errors import UserError, one_line
 from mtl_cli.reporting import build_report, write_report
@@ -19,10 +19,26 @@ and by delta-m, and the runs that failed or did not finish."""
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mtl-report", description=DESCRIPTION)
     p.add_argument("runs", nargs="+", help="multirun directories and/or run directories")
-    p.add_argument("--baselines", nargs="+", default=[], metavar="DIR", help="single-task runs (or their multirun dir) to compare with")
+    p.add_argument(
+        "--baselines",
+        nargs="+",
+        default=[],
+        metavar="DIR",
+        help="single-task runs (or their multirun dir) to compare with",
+    )
     p.add_argument("--out", type=Path, help="where to write the report (default: the one directory given)")
-    p.add_argument("--pareto", nargs=2, metavar=("X", "Y"), help="two metrics, e.g. cls.accuracy seg.miou (default: the main metrics of the first two tasks)")
-    p.add_argument("--metrics", choices=("final", "best"), default="final", help="last-epoch (default) or best-epoch validation metrics")
+    p.add_argument(
+        "--pareto",
+        nargs=2,
+        metavar=("X", "Y"),
+        help="two metrics, e.g. cls.accuracy seg.miou (default: the main metrics of the first two tasks)",
+    )
+    p.add_argument(
+        "--metrics",
+        choices=("final", "best"),
+        default="final",
+        help="last-epoch (default) or best-epoch validation metrics",
+    )
     return p
 
 
@@ -47,6 +63,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         run(sys.argv[1:] if argv is None else argv)
     except UserError as exc:
         print(f"mtl-report: error: {one_line(str(exc))}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as exc:  # e.g. a report file that cannot be written
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"mtl-report: error: cannot write{where} ({exc.strerror or exc})", file=sys.stderr)
         sys.exit(2)
 
 

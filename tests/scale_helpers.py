@@ -7,7 +7,7 @@ MGDA), one with learned parameters, and one that fails on rank 1. ``TEST_METHODS
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from hydra import compose, initialize_config_dir
@@ -67,8 +67,7 @@ class TwoTaskMinNorm(Weighting):
     def backward(self, losses: Tensor, ctx: StepContext) -> Tensor:
         shared = [p for p in ctx.shared_params if p.requires_grad]
         rows = [
-            torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, shared, retain_graph=True)])
-            for loss in losses
+            torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, shared, retain_graph=True)]) for loss in losses
         ]
         grads = torch.stack(rows).float()
         if self.reduce:

@@ -20,7 +20,7 @@ from mtl_cli.config import (
 )
 from mtl_cli.errors import UserError
 
-ALL = ["cls", "seg", "depth", "normals", "edges", "multilabel"]
+ALL = ["cls", "seg", "depth", "normals", "edges", "multilabel", "det"]
 
 register_configs()
 
@@ -52,7 +52,10 @@ def test_every_combination_composes_in_canonical_order():
 
 def test_order_does_not_matter():
     assert canonical_task_choice("seg+cls") == "cls+seg"
-    assert normalise_task_args(["task=normals+cls,seg", "trainer.epochs=1"]) == ["task=cls+normals,seg", "trainer.epochs=1"]
+    assert normalise_task_args(["task=normals+cls,seg", "trainer.epochs=1"]) == [
+        "task=cls+normals,seg",
+        "trainer.epochs=1",
+    ]
 
 
 def test_unknown_task_names_the_task_and_lists_known():

@@ -7,9 +7,8 @@ import subprocess
 import sys
 
 import pytest
-from omegaconf import OmegaConf
-
 from conftest import REPO, TINY, read_summary, run_cli, run_dirs
+from omegaconf import OmegaConf
 
 ALL = ["cls", "seg", "depth", "normals", "edges", "multilabel"]
 
@@ -45,7 +44,8 @@ def test_all_tasks_run_writes_every_record(train):
         rows = list(csv.DictReader(handle))
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert {"train/cls_loss", "val/seg.miou", "lr", "time_s", "weight/depth"} <= set(rows[0])
-    for name in (".hydra/config.yaml", "train.log", "checkpoints/last.pt", "checkpoints/best.pt", "val_predictions.png"):
+    records = (".hydra/config.yaml", "train.log", "checkpoints/last.pt", "checkpoints/best.pt", "val_predictions.png")
+    for name in (*records, "curves.png"):  # curves.png in every run, whatever logger= says
         assert (run / name).is_file(), name
     assert "epoch 2/2" in (run / "train.log").read_text()
 
@@ -83,8 +83,13 @@ def test_max_steps_caps_the_run(train):
 
 def test_learns_far_above_chance(train):
     run = train(
-        "data.num_train=512", "data.num_val=128", "trainer.epochs=4", "backbone.width=16", "trainer.batch_size=32",
-        "optim.scheduler=none", "data.image_size=48",
+        "data.num_train=512",
+        "data.num_val=128",
+        "trainer.epochs=4",
+        "backbone.width=16",
+        "trainer.batch_size=32",
+        "optim.scheduler=none",
+        "data.image_size=48",
     )
     metrics = read_summary(run)["metrics"]
     assert metrics["seg"]["pixel_accuracy"] > 0.75
@@ -101,6 +106,7 @@ def test_learns_far_above_chance(train):
         (["backbone.name=vgg"], "unknown backbone 'vgg'"),
         (["trainer.device=gpu"], "gpu"),
         (["trainer.monitor=seg.nope"], "no metric 'nope'"),
+        (["logger=[csv,tensorbord]"], "available logger: csv, mlflow, tensorboard, wandb"),
     ],
 )
 def test_bad_input_one_line_and_nonzero_exit(tmp_path, args, message):
@@ -124,7 +130,18 @@ def test_cfg_job_and_help(tmp_path):
 def test_configs_ship_with_a_non_editable_install(tmp_path):
     target = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "-q", "--target", str(target), str(REPO)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "--target",
+            str(target),
+            str(REPO),
+        ],
         check=True,
         capture_output=True,
     )
@@ -132,9 +149,16 @@ def test_configs_ship_with_a_non_editable_install(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     proc = subprocess.run(
-        [sys.executable, "-c", "import sys; sys.argv=['mtl-train','--cfg','job','task=depth+cls']; "
-         "import mtl_cli.train as t; print(t.__file__, file=sys.stderr); t.main()"],
-        cwd=elsewhere, env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.argv=['mtl-train','--cfg','job','task=depth+cls']; "
+            "import mtl_cli.train as t; print(t.__file__, file=sys.stderr); t.main()",
+        ],
+        cwd=elsewhere,
+        env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stderr
     assert str(target) in proc.stderr

@@ -13,6 +13,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+from mtl_cli.loggers.config import LoggerConfig
+
 
 class Device(enum.Enum):
     auto = "auto"
@@ -93,7 +95,10 @@ class DataConfig:
     Cityscapes' 7 or 19 classes. ``source`` / ``download``: where MultiMNIST takes its digits
     (``digits`` or ``mnist``) and whether MNIST may be downloaded. ``check_files``: how many
     samples per split are fully read and checked before training starts. ``mean`` / ``std``:
-    the dataset's normalisation. ``augment``: training augmentation.
+    the dataset's normalisation; with ``backbone.weights`` set they are replaced by the
+    weights' own unless ``normalize_from_weights`` is false. ``augment``: training augmentation.
+    ``sources`` / ``sampling`` (``data=multi``): each task's own dataset config, laid over the
+    other ``data.*`` keys, and how their batches are drawn (``longest``).
     """
 
     name: str = "shapes"
@@ -113,31 +118,45 @@ class DataConfig:
     download: bool = False
     check_files: int = 4
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    normalize_from_weights: bool = True
     tasks: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    sources: Dict[str, Any] = field(default_factory=dict)
+    sampling: str = "longest"
 
 
 @dataclass
 class BackboneConfig:
-    """Shared feature extractor; ``pretrained`` is an optional local weights file."""
+    """Shared feature extractor and its initial weights.
+
+    ``weights``: torchvision's published weights (``DEFAULT``, ``IMAGENET1K_V1``, ...), from the
+    torch cache. ``pretrained``: a local state-dict file, which must match exactly unless
+    ``allow_partial``.
+    """
 
     name: str = "small_cnn"
     pretrained: Optional[str] = None
     width: int = 32
+    weights: Optional[str] = None
+    allow_partial: bool = False
 
 
 @dataclass
 class ArchConfig:
     """How the tasks share the network (``arch=<name>``; see README "Sharing architectures").
 
-    ``branch_at`` (shared_layers, mmoe): the last shared stage, a name or an index;
+    ``branch_at`` (shared_layers, mmoe, grouped): the last shared stage, a name or an index;
     ``num_experts`` (mmoe); ``stitch_init`` (cross_stitch): the initial self weight of
-    every cross-stitch unit (1.0 = independent columns).
+    every cross-stitch unit (1.0 = independent columns); ``groups`` (grouped): the task
+    groups (``[[cls,seg],[depth]]``), ``auto`` or ``from:<run dir>``; ``warmup_steps``
+    (grouped, ``groups=auto``): the all-shared steps that measure the affinity.
     """
 
     name: str = "shared_layers"
     branch_at: Optional[str] = None
     num_experts: int = 4
     stitch_init: float = 0.9
+    groups: Any = None
+    warmup_steps: int = 50
 
 
 class RelationName(enum.Enum):
@@ -251,3 +270,6 @@ class MTLConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     relation: RelationConfig = field(default_factory=RelationConfig)  # type: ignore[valid-type]
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    # Experiment trackers: ``logger=[csv,tensorboard,mlflow,wandb]`` (the configs/logger group) and
+    # ``logger.<tracker>.<option>``; metrics.csv, summary.json and curves.png are always written.
+    logger: LoggerConfig = field(default_factory=LoggerConfig)

@@ -7,11 +7,14 @@ It returns a typed ``DictConfig`` that the rest of the library reads; every prob
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mtl_cli.config.schema import MTLConfig, RelationName
+from mtl_cli.data.memory import check_generated_data_fits
 from mtl_cli.errors import UserError, one_line
 from mtl_cli.relation.matrix import parse_relation_matrix
 from mtl_cli.utils.metric_keys import split_metric_key
@@ -60,22 +63,62 @@ def validate(cfg: DictConfig) -> DictConfig:
         raise UserError(f"trainer.vis_images={trainer.vis_images}: must be >= 0")
     _validate_speed(trainer)
     _validate_data(cfg.data)
-    if not cfg.optim.lr > 0:
-        raise UserError(f"optim.lr={cfg.optim.lr}: the learning rate must be > 0")
-    if cfg.optim.warmup_steps < 0:
-        raise UserError(f"optim.warmup_steps={cfg.optim.warmup_steps}: must be >= 0")
-    if cfg.optim.weight_decay < 0:
-        raise UserError(f"optim.weight_decay={cfg.optim.weight_decay}: must be >= 0")
+    _follow_weights_normalization(cfg)
+    _validate_optim(cfg.optim)
+    _positive("backbone.width", cfg.backbone.width)
     _check_relation(cfg.relation, task_names)
     _check_objective(cfg.sweep.objective, task_names)
+    _check_finite_numbers(cfg)  # after the checks above, whose messages say more
     return cfg
+
+
+def _check_finite_numbers(node: Any, name: str = "") -> None:
+    """No setting may be NaN or infinite (``optim.lr=inf``, ``arch.stitch_init=nan``, a list entry)."""
+    if isinstance(node, DictConfig):
+        node = OmegaConf.to_container(node, resolve=False)
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _check_finite_numbers(value, f"{name}.{key}" if name else str(key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            _check_finite_numbers(value, f"{name}[{index}]")
+    elif isinstance(node, float) and not math.isfinite(node):
+        raise UserError(f"{name}={node}: must be a finite number")
+
+
+def _validate_optim(optim: DictConfig) -> None:
+    """The optimiser's numbers: finite, in range (``inf`` would train to NaN at once)."""
+    if not (math.isfinite(optim.lr) and optim.lr > 0):
+        raise UserError(f"optim.lr={optim.lr}: the learning rate must be a finite number > 0")
+    if not (math.isfinite(optim.weight_decay) and optim.weight_decay >= 0):
+        raise UserError(f"optim.weight_decay={optim.weight_decay}: must be a finite number >= 0")
+    if not 0.0 <= optim.momentum < 1.0:
+        raise UserError(f"optim.momentum={optim.momentum}: must be in [0, 1)")
+    if not (math.isfinite(optim.gamma) and optim.gamma > 0):
+        raise UserError(f"optim.gamma={optim.gamma}: the step factor must be a finite number > 0")
+    _positive("optim.step_size", optim.step_size)
+    if optim.warmup_steps < 0:
+        raise UserError(f"optim.warmup_steps={optim.warmup_steps}: must be >= 0")
+
+
+# Built-in generated data (shapes, multimnist) is rendered at data.image_size pixels per side.
+IMAGE_SIZE_RANGE = (8, 2048)
 
 
 def _validate_data(data: DictConfig) -> None:
     for key in ("num_train", "num_val"):
         if data[key] is not None:
             _positive(f"data.{key}", data[key])
-    _positive("data.image_size", data.image_size)
+    low, high = IMAGE_SIZE_RANGE
+    if not low <= data.image_size <= high:
+        raise UserError(f"data.image_size={data.image_size}: must be between {low} and {high} pixels")
+    check_generated_data_fits(data)
+    if (
+        data.cache_dir is not None
+        and Path(data.cache_dir).expanduser().exists()
+        and not Path(data.cache_dir).expanduser().is_dir()
+    ):
+        raise UserError(f"data.cache_dir={data.cache_dir} is a file; give a directory (it is created if missing)")
     if data.check_files < 0:
         raise UserError(f"data.check_files={data.check_files}: must be >= 0")
     if len(data.mean) != 3 or len(data.std) != 3 or min(data.std) <= 0:
@@ -90,6 +133,15 @@ def _validate_data(data: DictConfig) -> None:
             raise UserError(f"data.augment.{key}={aug[key]}: must be in [0, 1]")
     if not 0.0 <= aug.hue <= 0.5:
         raise UserError(f"data.augment.hue={aug.hue}: must be in [0, 0.5]")
+
+
+def _follow_weights_normalization(cfg: DictConfig) -> None:
+    """With ``backbone.weights``, normalise images as those weights expect (unless the data config opts out)."""
+    if not cfg.backbone.weights or not cfg.data.normalize_from_weights:
+        return
+    from mtl_cli.models.pretrained import weights_normalization  # imports torchvision: only when asked for
+
+    cfg.data.mean, cfg.data.std = weights_normalization(cfg.backbone.name, cfg.backbone.weights)
 
 
 PRECISIONS = ("32", "bf16", "16")

@@ -9,7 +9,8 @@ set, normalisation on both).
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset, Sampler
@@ -23,7 +24,7 @@ from mtl_cli.tasks.labels import LabelSpec
 DatasetBuilder = Callable[[DictConfig, Mapping[str, LabelSpec]], "tuple[Dataset, Dataset]"]
 
 
-def _shapes(data_cfg: DictConfig, specs: Mapping[str, LabelSpec]) -> "tuple[Dataset, Dataset]":
+def _shapes(data_cfg: DictConfig, specs: Mapping[str, LabelSpec]) -> tuple[Dataset, Dataset]:
     """The built-in scenes, rendered in [0, 1] (normalised by the shared transform)."""
     from mtl_cli.data.shapes import ShapesDataset
 
@@ -44,7 +45,7 @@ def _shapes(data_cfg: DictConfig, specs: Mapping[str, LabelSpec]) -> "tuple[Data
 def _lazy(module: str) -> DatasetBuilder:
     """``mtl_cli.data.<module>.build_<module>``, imported only when that dataset is used."""
 
-    def build(data_cfg: DictConfig, specs: Mapping[str, LabelSpec]) -> "tuple[Dataset, Dataset]":
+    def build(data_cfg: DictConfig, specs: Mapping[str, LabelSpec]) -> tuple[Dataset, Dataset]:
         return getattr(importlib.import_module(f"mtl_cli.data.{module}"), f"build_{module}")(data_cfg, specs)
 
     return build
@@ -52,7 +53,7 @@ def _lazy(module: str) -> DatasetBuilder:
 
 DATASETS: dict[str, DatasetBuilder] = {
     "shapes": _shapes,
-    **{name: _lazy(name) for name in ("nyuv2", "cityscapes", "celeba", "multimnist", "folder")},
+    **{name: _lazy(name) for name in ("nyuv2", "cityscapes", "celeba", "multimnist", "folder", "coco")},
 }
 
 
@@ -60,7 +61,7 @@ def build_datasets(
     data_cfg: DictConfig,
     tasks: Sequence[str],
     task_settings: Mapping[str, Mapping[str, Any]] | None = None,
-) -> "tuple[Dataset, Dataset]":
+) -> tuple[Dataset, Dataset]:
     """The train and validation datasets for ``data.name``, restricted to ``tasks``.
 
     ``task_settings`` are the built tasks' effective settings (``kind``, ``num_classes``,

@@ -11,15 +11,23 @@ task per attribute.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 from omegaconf import DictConfig
 from torch.utils.data import Dataset
 
-from mtl_cli.data.checks import DataFileError, read_image, require_dir, require_file, require_root, sample_indices
+from mtl_cli.data.checks import (
+    DataFileError,
+    read_image,
+    read_text,
+    require_dir,
+    require_root,
+    sample_indices,
+)
 from mtl_cli.data.labels import pil_image_target
 from mtl_cli.data.transforms import resize_sample
 from mtl_cli.errors import UserError
@@ -40,7 +48,7 @@ def celeba_dir(root: Path) -> Path:
 
 def read_attribute_table(path: Path) -> tuple[list[str], list[str], np.ndarray]:
     """``(attribute names, file names, values int8 [N, A] in {-1, 1})`` of ``list_attr_celeba.txt``."""
-    lines = require_file(path, "CelebA attribute annotations").read_text().splitlines()
+    lines = read_text(path, "CelebA attribute annotations").splitlines()
     expected = "line 1: the number of images; line 2: the attribute names; then '<file> <1|-1> ...' per image"
     if len(lines) < 2 or not lines[0].strip().isdigit():
         raise DataFileError(f"{path} does not start with the image count; expected {expected}")
@@ -72,7 +80,7 @@ def read_attribute_table(path: Path) -> tuple[list[str], list[str], np.ndarray]:
 def read_partition(path: Path) -> dict[str, int]:
     """File name -> split id (0 train, 1 valid, 2 test) from ``list_eval_partition.txt``."""
     split_of = {}
-    for number, line in enumerate(require_file(path, "CelebA split list").read_text().splitlines(), start=1):
+    for number, line in enumerate(read_text(path, "CelebA split list").splitlines(), start=1):
         parts = line.split()
         if not parts:
             continue

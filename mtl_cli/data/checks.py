@@ -8,8 +8,8 @@ file, what was found, what was expected.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -57,6 +57,18 @@ def require_file(path: Path, what: str) -> Path:
     if not path.is_file():
         raise DataFileError(f"missing file {path} ({what})")
     return path
+
+
+def read_text(path: Path, what: str) -> str:
+    """The text of the UTF-8 file ``path`` (see ``require_file``); bytes that are not UTF-8 are a ``DataFileError``."""
+    data = require_file(path, what).read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DataFileError(
+            f"{path} ({what}) is not UTF-8 text: byte {exc.start} (line {line}) cannot be decoded; save it as UTF-8"
+        ) from None
 
 
 _INDEX = re.compile(r"^(0|[1-9][0-9]*)\.npy$")

@@ -9,21 +9,19 @@ and the class count together.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from omegaconf import DictConfig
 
-from mtl_cli.tasks.labels import LabelSpec
 from mtl_cli.data.npy_layout import NpyLayoutDataset, build_npy_splits
 from mtl_cli.errors import UserError
+from mtl_cli.tasks.labels import LabelSpec
 
 LAYOUT = "train/ and val/, each with image/, label_7/ (or label_19/) and depth/ folders of 0.npy, 1.npy, ..."
 LABEL_SETS = (7, 19)
 
 
-def build_cityscapes(
-    data_cfg: DictConfig, specs: Mapping[str, LabelSpec]
-) -> tuple[NpyLayoutDataset, NpyLayoutDataset]:
+def build_cityscapes(data_cfg: DictConfig, specs: Mapping[str, LabelSpec]) -> tuple[NpyLayoutDataset, NpyLayoutDataset]:
     """The Cityscapes train and validation splits under ``data.root``."""
     if data_cfg.label_set not in LABEL_SETS:
         raise UserError(f"data.label_set={data_cfg.label_set}: Cityscapes comes with 7 or 19 classes; use 7 or 19")

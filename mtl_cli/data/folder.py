@@ -21,8 +21,10 @@ metrics skip it.
 from __future__ import annotations
 
 import csv
+import io
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from omegaconf import DictConfig
 from torch import Tensor
@@ -34,8 +36,8 @@ from mtl_cli.data.checks import (
     read_image,
     read_label_image,
     read_npy,
+    read_text,
     require_dir,
-    require_file,
     require_root,
     sample_indices,
 )
@@ -61,8 +63,7 @@ def _by_stem(folder: Path, suffixes: tuple[str, ...], what: str) -> dict[str, Pa
 
 def _read_csv(path: Path, spec: LabelSpec, images: dict[str, Path]) -> dict[str, Tensor]:
     """Image stem -> target of an image-level task; images without a usable row are absent."""
-    with require_file(path, f"labels of task {spec.name}").open(newline="") as handle:
-        rows = list(csv.reader(handle))
+    rows = list(csv.reader(io.StringIO(read_text(path, f"labels of task {spec.name}"), newline="")))
     if not rows or not rows[0] or rows[0][0].strip() != "image":
         raise DataFileError(f"{path} needs a header row starting with 'image'; expected image,label or image,<names>")
     kind = spec.task_class
@@ -107,7 +108,9 @@ class FolderDataset(Dataset):
         if not images:
             raise DataFileError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {image_dir}")
         if num is not None and num > len(images):
-            raise UserError(f"asked for {num} samples but {image_dir} holds {len(images)}; lower data.num_train/num_val")
+            raise UserError(
+                f"asked for {num} samples but {image_dir} holds {len(images)}; lower data.num_train/num_val"
+            )
         stems = list(images)[:num] if num is not None else list(images)
         self.images = [images[s] for s in stems]
         self.dense_files: dict[str, list[Path | None]] = {}

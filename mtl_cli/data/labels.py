@@ -7,7 +7,8 @@ pairs each selected task with its kind's class and the dataset's facts.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch

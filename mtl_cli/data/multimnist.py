@@ -16,8 +16,9 @@ Everything is deterministic given ``data.seed``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -25,8 +26,8 @@ from omegaconf import DictConfig
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from mtl_cli.tasks.labels import LabelSpec
 from mtl_cli.errors import UserError
+from mtl_cli.tasks.labels import LabelSpec
 
 CANVAS = 36
 DIGIT = 28
@@ -135,7 +136,9 @@ def build_multimnist(
     if source not in SOURCES:
         raise UserError(f"data.source={source}: MultiMNIST digits come from 'digits' (scikit-learn) or 'mnist'")
     if data_cfg.augment.hflip:
-        raise UserError("data=multimnist: a horizontal flip would swap the left and right digits; keep data.augment.hflip=false")
+        raise UserError(
+            "data=multimnist: a horizontal flip would swap the left and right digits; keep data.augment.hflip=false"
+        )
     if data_cfg.num_train is None or data_cfg.num_val is None:
         raise UserError("data=multimnist generates its images: set data.num_train and data.num_val")
 

@@ -7,8 +7,9 @@ reads ``<root>/<split>/<folder>/<i>.npy`` with the same index, the folder named 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from omegaconf import DictConfig
 from torch.utils.data import Dataset

@@ -8,12 +8,12 @@ and 654 validation images. Tasks: seg, depth, normals (folders set in ``data/nyu
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from omegaconf import DictConfig
 
-from mtl_cli.tasks.labels import LabelSpec
 from mtl_cli.data.npy_layout import NpyLayoutDataset, build_npy_splits
+from mtl_cli.tasks.labels import LabelSpec
 
 LAYOUT = "train/ and val/, each with image/, label/, depth/ and normal/ folders of 0.npy, 1.npy, ..."
 

@@ -15,8 +15,9 @@ number of DataLoader workers.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -38,7 +39,7 @@ class Augment:
     hue: float = 0.0
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> "Augment":
+    def from_config(cls, cfg: Mapping[str, Any]) -> Augment:
         return cls(
             scale=(float(cfg["scale"][0]), float(cfg["scale"][1])),
             hflip=bool(cfg["hflip"]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import pickle
 import zipfile
 from pathlib import Path
@@ -24,10 +25,37 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     ``weights_only=True``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
-    with atomic_write(path, "wb", fsync=True) as handle:
-        torch.save(payload, handle)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path, "wb", fsync=True) as handle:
+            torch.save(payload, handle)
+    except OSError as exc:
+        raise UserError(_write_failure(path, exc.errno, exc.strerror or str(exc))) from exc
+    except RuntimeError as exc:  # torch's zip writer reports a failed write as a RuntimeError
+        if "inline_container" not in str(exc) and "unexpected pos" not in str(exc):
+            raise
+        raise UserError(_write_failure(path, errno.ENOSPC, "")) from exc
+
+
+def _write_failure(path: Path, code: int | None, reason: str) -> str:
+    """The one-line message for a checkpoint that could not be written, naming only files that exist."""
+    if code == errno.ENOSPC:
+        what = f"disk full: could not write {path}"
+    elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        what = f"permission denied: could not write {path}"
+    else:
+        what = f"could not write {path} ({reason})"
+    intact = f"the last complete checkpoint {path} is intact" if path.is_file() else "no earlier checkpoint was written"
+    return f"{what}; {intact}; free space or choose a writable run directory and resume"
+
+
+def remove_partial_files(folder: str | Path) -> list[Path]:
+    """Delete the temp files an interrupted save left in ``folder`` (a process killed mid-write); return them."""
+    removed = sorted(Path(folder).glob(".*.pt.*.tmp"))
+    for partial in removed:
+        partial.unlink(missing_ok=True)
+    return removed
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -43,9 +71,19 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"(it may be malicious or from another tool); only mtl_cli checkpoints are loaded"
         ) from exc
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
-        raise UserError(f"checkpoint {path} is truncated or corrupt and cannot be read; use another checkpoint") from exc
+        raise UserError(
+            f"checkpoint {path} is truncated or corrupt and cannot be read; use another checkpoint"
+        ) from exc
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"checkpoint {path} is not an mtl_cli checkpoint")
-    if state.get("version", 0) > CHECKPOINT_VERSION:
-        raise UserError(f"checkpoint {path} was written by a newer mtl_cli (format {state['version']}); upgrade mtl_cli")
+    version = state.get("version")
+    if not isinstance(version, int):
+        raise UserError(f"checkpoint {path} has no format version; it is not a checkpoint this mtl_cli can read")
+    if version > CHECKPOINT_VERSION:
+        raise UserError(f"checkpoint {path} was written by a newer mtl_cli (format {version}); upgrade mtl_cli")
+    if version < CHECKPOINT_VERSION:
+        raise UserError(
+            f"checkpoint {path} has format version {version}, which this mtl_cli "
+            f"(format {CHECKPOINT_VERSION}) cannot read"
+        )
     return state

@@ -8,9 +8,10 @@ the model (task set, backbone, architecture) must agree with the checkpoint.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -34,6 +35,7 @@ class EvalOptions:
     ckpt: str
     split: str = "val"
     output: str | None = None
+    overwrite: bool = False
 
     def output_path(self, checkpoint: Path) -> Path:
         """``output``, else ``<checkpoint stem>.eval-<split>.json`` beside the checkpoint."""
@@ -57,7 +59,11 @@ def split_arguments(args: Sequence[str]) -> tuple[EvalOptions, list[str]]:
         raise UserError("no checkpoint given; use mtl-eval ckpt=<run dir or .pt file> [overrides]")
     if own["split"] not in SPLITS:
         raise UserError(f"split={own['split']}: choose one of {', '.join(SPLITS)}")
-    return EvalOptions(str(own["ckpt"]), str(own["split"]), own["output"] or None), config_overrides
+    overwrite = str(own["overwrite"]).lower()
+    if overwrite not in ("true", "false"):
+        raise UserError(f"overwrite={own['overwrite']}: give true or false")
+    options = EvalOptions(str(own["ckpt"]), str(own["split"]), own["output"] or None, overwrite == "true")
+    return options, config_overrides
 
 
 def _compose_overrides(overrides: Sequence[str]) -> DictConfig:
@@ -116,7 +122,7 @@ def evaluate_checkpoint(options: EvalOptions, overrides: Sequence[str] = ()) -> 
     state = load_checkpoint(path)
     cfg = apply_overrides(saved_config(state, path), overrides)
     check_fits(state, path, cfg, MODEL_KEYS, "leave task=, backbone= and arch= out to use the checkpoint's own")
-    cfg.backbone.pretrained = None  # the weights come from the checkpoint
+    cfg.backbone.pretrained = cfg.backbone.weights = None  # the weights come from the checkpoint
     setup = build_evaluation(cfg, options.split)
     try:
         setup.model.load_state_dict(state["model"])

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -33,9 +34,12 @@ def evaluate(
             preds = model(images)
         valid = batch.get("valid", {})
         for task in tasks:
+            if task.name not in batch:  # data=multi: each validation batch scores only its own task
+                continue
             target = task.to_device(batch[task.name], device)
             mask = valid.get(task.name)
-            accumulators[task.name].update(preds[task.name].float(), target, None if mask is None else mask.to(device))
+            output = task.metric_input(preds[task.name].float())
+            accumulators[task.name].update(output, target, None if mask is None else mask.to(device))
     results = {}
     for name, acc in accumulators.items():
         acc.sync()

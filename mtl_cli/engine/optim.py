@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from omegaconf import DictConfig
@@ -16,9 +16,7 @@ Scheduler = torch.optim.lr_scheduler.LRScheduler | PerStepSchedule
 OPTIMIZERS: dict[str, Callable[[Sequence[dict], DictConfig], Optimizer]] = {
     "adam": lambda groups, opt: torch.optim.Adam(groups, lr=opt.lr, weight_decay=opt.weight_decay),
     "adamw": lambda groups, opt: torch.optim.AdamW(groups, lr=opt.lr, weight_decay=opt.weight_decay),
-    "sgd": lambda groups, opt: torch.optim.SGD(
-        groups, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay
-    ),
+    "sgd": lambda groups, opt: torch.optim.SGD(groups, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay),
 }
 
 

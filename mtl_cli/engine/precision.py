@@ -8,7 +8,8 @@ same exponent range as fp32, so no loss scaling) or ``16`` (autocast to float16 
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, ContextManager, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -37,7 +38,7 @@ class Precision:
         self._one = torch.ones((), device=device) if scaler is not None else None
 
     @classmethod
-    def from_config(cls, choice: str, device: torch.device) -> "Precision":
+    def from_config(cls, choice: str, device: torch.device) -> Precision:
         """The precision ``trainer.precision=<choice>`` asks for on ``device`` (clear errors where unsupported)."""
         if choice not in PRECISIONS:
             raise UserError(f"trainer.precision={choice}: choose one of {', '.join(PRECISIONS)}")

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -32,7 +33,7 @@ MODEL_KEYS = ("tasks", "backbone.name", "backbone.width", "arch")
 # Training additionally needs the same optimiser and weighting-method state layout.
 TRAINING_KEYS = (*MODEL_KEYS, "weighting.name", "optim.name")
 # Keys that may legitimately differ between a run and its continuation without a warning.
-RESUME_IGNORED = ("trainer.resume", "trainer.progress", "trainer.log_every_n_steps", "trainer.num_workers")
+RESUME_IGNORED = ("trainer.resume", "trainer.progress", "trainer.log_every_n_steps", "trainer.num_workers", "logger")
 
 
 def resolve_checkpoint(target: str | Path, key: str = "trainer.resume") -> Path:
@@ -101,7 +102,9 @@ def check_fits(state: Mapping[str, Any], path: Path, wanted: DictConfig, keys: S
     data_keys = [f"data.tasks.{name}" for name in saved.tasks]
     diff = config_differences(saved, wanted, [*keys, *data_keys])
     if diff:
-        raise UserError(f"checkpoint {path} does not match the config: {describe_mismatch(saved, wanted, diff)}; {hint}")
+        raise UserError(
+            f"checkpoint {path} does not match the config: {describe_mismatch(saved, wanted, diff)}; {hint}"
+        )
     return saved
 
 
@@ -113,7 +116,7 @@ class ResumePoint:
     state: dict[str, Any]
 
     @classmethod
-    def load(cls, cfg: DictConfig) -> "ResumePoint":
+    def load(cls, cfg: DictConfig) -> ResumePoint:
         """Load ``cfg.trainer.resume``; refuse checkpoints of another model, task set or optimiser."""
         path = resolve_checkpoint(cfg.trainer.resume)
         state = load_checkpoint(path)
@@ -144,8 +147,7 @@ class ResumePoint:
             trainer.load_state_dict(self.state)
         except (RuntimeError, KeyError, ValueError) as exc:
             raise UserError(
-                f"checkpoint {self.path} does not fit the model built from its config: "
-                f"{one_line(str(exc))[:300]}"
+                f"checkpoint {self.path} does not fit the model built from its config: {one_line(str(exc))[:300]}"
             ) from exc
         if trainer.run_dir is not None:
             self._carry_best(trainer.run_dir / "checkpoints" / "best.pt")

@@ -16,7 +16,16 @@ def claim_directory(path: Path, key: str, marker: str | None = None, content: st
     that already has anything in it belongs to an earlier run: ``UserError`` naming ``key``,
     the setting that chose it.
     """
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UserError(
+            f"{key}={path}: a file is in the way (the path or a folder above it is a file); choose a directory"
+        ) from None
+    except OSError as exc:
+        raise UserError(
+            f"{key}={path}: cannot create the directory ({exc.strerror or exc}); choose another one"
+        ) from None
     try:
         if any(path.iterdir()):
             raise FileExistsError(path)

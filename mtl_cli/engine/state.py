@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -24,7 +25,7 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)  # the metrics.csv rows so far
 
     @classmethod
-    def from_dict(cls, saved: Mapping[str, Any]) -> "TrainState":
+    def from_dict(cls, saved: Mapping[str, Any]) -> TrainState:
         """The state saved in a checkpoint (keys this version does not know are ignored)."""
         return cls(**{f.name: saved[f.name] for f in fields(cls) if f.name in saved})
 
@@ -42,13 +43,13 @@ class EpochProgress:
     seconds: float = 0.0
 
     @classmethod
-    def start(cls, epoch: int, num_tasks: int, device: torch.device) -> "EpochProgress":
+    def start(cls, epoch: int, num_tasks: int, device: torch.device) -> EpochProgress:
         """The progress of an epoch that has not begun."""
         first_bad = torch.full((num_tasks,), -1, dtype=torch.long, device=device)
         return cls(epoch, 0, 0, torch.zeros(2, num_tasks, device=device), first_bad)
 
     @classmethod
-    def from_dict(cls, saved: Mapping[str, Any], device: torch.device) -> "EpochProgress":
+    def from_dict(cls, saved: Mapping[str, Any], device: torch.device) -> EpochProgress:
         """The progress saved in a mid-epoch checkpoint, its tensors on ``device``."""
         values = {f.name: saved[f.name] for f in fields(cls)}
         values["sums"] = values["sums"].to(device)

@@ -12,16 +12,19 @@ import contextlib
 import functools
 import math
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from mtl_cli.data.multi import own_rows
 from mtl_cli.engine import distributed
 from mtl_cli.engine.callbacks.base import Callback, EpochRecord, StepRecord
+from mtl_cli.engine.divergence import PATIENCE, Diverged, DivergenceWatch
 from mtl_cli.engine.evaluate import evaluate
 from mtl_cli.engine.optim import Scheduler
 from mtl_cli.engine.precision import Precision
@@ -32,7 +35,6 @@ from mtl_cli.errors import UserError
 from mtl_cli.models import MultiTaskModel
 from mtl_cli.relation.learner import TaskRelation
 from mtl_cli.tasks import Task
-from mtl_cli.utils.files import MetricsLog
 from mtl_cli.utils.metric_keys import split_metric_key
 from mtl_cli.weighting import StepContext, Weighting
 
@@ -117,6 +119,7 @@ class Trainer:
         self._resume_progress: EpochProgress | None = None
         self._resume_rng: dict[str, Any] | None = None
         self.monitor_task, self.monitor_metric, self.monitor_higher = self._resolve_monitor(settings.monitor)
+        self.divergence = DivergenceWatch(self.task_names, distributed.all_reduce_mean_)
         self._setup_steps()
 
     def _setup_steps(self) -> None:
@@ -199,6 +202,7 @@ class Trainer:
         # Only callbacks that use log points get a StepRecord (whose values are read from the device).
         step_callbacks = [cb for cb in self.callbacks if type(cb).on_step_end is not Callback.on_step_end]
         batches = self._epoch_batches(epoch, progress.batches)
+        detached: Tensor | None = None  # the latest batch's losses
         for callback in self.callbacks:
             callback.on_epoch_start(self, epoch, progress.batches)
         start = time.perf_counter()
@@ -211,11 +215,13 @@ class Trainer:
                 batch, shared, needs_features, epoch, sync=step_now, task_params=task_params
             )
             detached = losses.detach()
+            self.divergence.start(detached)
             loss_sum += detached
             weight_sum += weights.detach()
             first_bad = progress.first_bad_step
             bad = ~torch.isfinite(detached) & (first_bad < 0)
-            progress.first_bad_step = torch.where(bad, torch.full_like(first_bad, self.state.step), first_bad)
+            # Numbered as metrics.csv numbers steps: the batch belongs to the step that ends at state.step + 1.
+            progress.first_bad_step = torch.where(bad, torch.full_like(first_bad, self.state.step + 1), first_bad)
             progress.images += batch["image"].shape[0]
             if not step_now:
                 continue
@@ -227,6 +233,7 @@ class Trainer:
             sync_point = progress.steps % self.settings.log_every_n_steps == 0 or at_limit
             if sync_point:
                 self._check_finite(progress.first_bad_step, epoch)
+                self._check_divergence(detached, epoch, epoch_end=False)
                 if step_callbacks:
                     record = self._step_record(epoch, progress, weights, progress.seconds + time.perf_counter() - start)
                     for callback in step_callbacks:
@@ -239,6 +246,7 @@ class Trainer:
             if at_limit:
                 break
         self._check_finite(progress.first_bad_step, epoch)
+        self._check_divergence(detached, epoch, epoch_end=True)
         self.state.train_seconds += progress.seconds + time.perf_counter() - start
         self.state.train_images += progress.images * self.ranks.world_size  # every rank sees as many
         means = distributed.all_reduce_mean_(progress.sums / max(progress.batches, 1))
@@ -290,6 +298,9 @@ class Trainer:
                 targets = {task.name: task.to_device(batch[task.name], self.device) for task in self.tasks}
                 masks = {name: mask.to(self.device) for name, mask in valid.items()}
                 batch_losses = functools.partial(self._task_losses, targets=targets, masks=masks)
+                slices = batch.get("slices")  # data=multi: each task's loss on its own batch's rows
+                if slices is not None:
+                    batch_losses = functools.partial(_on_own_rows, batch_losses, slices)
                 task_losses = [self.precision.scale_gradients(loss.float()) for loss in batch_losses(preds)]
             losses = torch.stack(task_losses)
             if self.relation is not None:
@@ -357,15 +368,33 @@ class Trainer:
         for callback in self.callbacks:
             callback.on_stop(self, signum, progress)
 
+    def _kept_checkpoint(self) -> str:
+        """The end of a stop message: the last good checkpoint, named only when it exists."""
+        last = self.run_dir / "checkpoints" / "last.pt" if self.run_dir else None
+        if last is not None and last.is_file():
+            return f"the last good checkpoint {last} is kept"
+        return "no checkpoint had been saved yet"
+
     def _check_finite(self, first_bad_step: Tensor, epoch: int) -> None:
         bad = first_bad_step.tolist()
         for name, step in zip(self.task_names, bad):
             if step >= 0:
-                where = f" in {self.run_dir / 'checkpoints'}" if self.run_dir else ""
                 raise UserError(
                     f"the loss of task '{name}' became NaN/inf at step {step} (epoch {epoch}); training stopped, "
-                    f"the last good checkpoint is kept{where}; lower optim.lr or check the data"
+                    f"{self._kept_checkpoint()}; lower optim.lr or check the data"
                 )
+
+    def _check_divergence(self, losses: Tensor | None, epoch: int, epoch_end: bool) -> None:
+        """Stop when a task's loss has stayed far above its first value (see ``DivergenceWatch``)."""
+        found: Diverged | None = self.divergence.observe(losses, epoch_end) if losses is not None else None
+        if found is None:
+            return
+        seen = f"at {found.points} log points in a row" if found.points >= PATIENCE else "at the end of the epoch"
+        raise UserError(
+            f"training diverged: the loss of task '{found.task}' is {found.loss:.3g}, over 100x its first value "
+            f"{found.first:.3g}, {seen} (step {self.state.step}, epoch {epoch}); training stopped, "
+            f"{self._kept_checkpoint()}; lower optim.lr"
+        )
 
     # ----------------------------------------------------------------- the loop
     def fit(self) -> TrainState:
@@ -382,7 +411,18 @@ class Trainer:
             callback.on_fit_end(self)
         return self.state
 
+    def end_run(self, summary: Mapping[str, Any]) -> None:
+        """Tell the callbacks (in reverse list order) that the run's final records are written."""
+        for callback in reversed(self.callbacks):
+            callback.on_run_end(self, summary)
+
+    def _steps_done(self) -> bool:
+        """Whether ``max_steps`` optimiser steps are done (a resumed run may start there)."""
+        return self.settings.max_steps is not None and self.state.step >= self.settings.max_steps
+
     def _fit(self) -> None:
+        if self._steps_done():  # resumed from a checkpoint taken at max_steps: nothing left to train
+            return
         start_epoch = self.state.epoch + 1
         for epoch in range(start_epoch, self.settings.epochs + 1):
             started = time.perf_counter()
@@ -416,7 +456,7 @@ class Trainer:
             signum = self._agreed_stop(sync_point=True)
             if signum:
                 self._stop(signum, None)
-            if self.settings.max_steps is not None and self.state.step >= self.settings.max_steps:
+            if self._steps_done():
                 break
 
     def _update_best(self, metrics: Mapping[str, Mapping[str, float]], epoch: int) -> bool:
@@ -473,3 +513,10 @@ class Trainer:
         for callback in self.callbacks:
             if callback.key in saved:
                 callback.load_state_dict(saved[callback.key])
+
+
+def _on_own_rows(
+    losses: Callable[[Mapping[str, Tensor]], list[Tensor]], slices: Mapping[str, slice], preds: Mapping[str, Tensor]
+) -> list[Tensor]:
+    """``losses`` of each task's predictions on its own rows (a ``data=multi`` joined batch)."""
+    return losses(own_rows(preds, slices))

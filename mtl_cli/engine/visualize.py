@@ -1,13 +1,13 @@
-"""A picture of a few validation images with ground truth and predictions per dense task.
+"""A picture of a few validation images with ground truth and predictions per task.
 
-The grid is generic: each task draws its own maps (``Task.draw``) and describes its
-image-level labels (``Task.describe``).
+The grid is generic: each task draws its own maps (``Task.draw``) or over the image
+(``Task.draw_on_image``) and describes its image-level labels (``Task.describe``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -30,7 +30,8 @@ def save_prediction_grid(
     mean: Sequence[float],
     std: Sequence[float],
 ) -> None:
-    """One row per image: the image, then ground truth and prediction for each dense task.
+    """One row per image: the image, then ground truth and prediction for each dense task
+    and each task that draws on the image (``Task.draws_on_image``, e.g. boxes).
 
     Image-level tasks are written into the image's title. ``preds`` are raw head outputs,
     turned into predictions by ``Task.predict``.
@@ -40,8 +41,8 @@ def save_prediction_grid(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    dense = [t for t in tasks if t.dense]
-    rows, cols = images.shape[0], 1 + 2 * len(dense)
+    drawn = [t for t in tasks if t.dense or t.draws_on_image]
+    rows, cols = images.shape[0], 1 + 2 * len(drawn)
     fig, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 2.0 * rows), squeeze=False)
     pictures = images.detach().float().cpu() * torch.tensor(std).view(3, 1, 1) + torch.tensor(mean).view(3, 1, 1)
     predictions = {t.name: t.predict(preds[t.name]).cpu() for t in tasks}
@@ -49,9 +50,13 @@ def save_prediction_grid(
         axes[r][0].imshow(pictures[r].permute(1, 2, 0).clamp(0, 1).numpy())
         captions = [_caption(t, targets[t.name][r], predictions[t.name][r]) for t in tasks if not t.dense]
         axes[r][0].set_title("\n".join(c for c in captions if c) or "image", fontsize=7)
-        for i, task in enumerate(dense):
+        for i, task in enumerate(drawn):
             for j, (label, value) in enumerate((("gt", targets[task.name][r]), ("pred", predictions[task.name][r]))):
-                array, options = task.draw(value.detach().float().cpu())
+                value = value.detach().float().cpu()
+                if task.dense:
+                    array, options = task.draw(value)
+                else:
+                    array, options = task.draw_on_image(pictures[r].clamp(0, 1), value)
                 ax = axes[r][1 + 2 * i + j]
                 ax.imshow(array, **options)
                 ax.set_title(f"{task.name} {label}", fontsize=7)

@@ -15,7 +15,13 @@ def build_model(cfg: DictConfig, tasks: list[Task]) -> MultiTaskModel:
     backbone = cfg.backbone
 
     def make_backbone() -> Backbone:
-        return build_backbone(backbone.name, pretrained=backbone.pretrained, width=backbone.width)
+        return build_backbone(
+            backbone.name,
+            pretrained=backbone.pretrained,
+            width=backbone.width,
+            weights=backbone.get("weights"),
+            allow_partial=bool(backbone.get("allow_partial", False)),
+        )
 
     return build_architecture(cfg.arch, make_backbone, tasks)
 

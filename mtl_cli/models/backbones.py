@@ -7,13 +7,13 @@ these stages; heads sit on the last one.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
 from mtl_cli.errors import UserError
+from mtl_cli.models.pretrained import load_torchvision_weights, load_weights_file
 
 
 class Backbone(nn.Module):
@@ -58,18 +58,25 @@ def small_cnn(width: int = 32) -> Backbone:
     return Backbone(stages, ["stem", "layer1", "layer2"], [w, 2 * w, 4 * w])
 
 
-def _torchvision_model(name: str) -> nn.Module:
-    """``torchvision.models.<name>(weights=None)``; torchvision is imported only when needed."""
+def _torchvision_model(
+    name: str, pretrained: str | None = None, weights: str | None = None, allow_partial: bool = False
+) -> nn.Module:
+    """``torchvision.models.<name>``, with published ``weights`` or a local ``pretrained`` file loaded."""
     import torchvision
 
-    return getattr(torchvision.models, name)(weights=None)
+    net = getattr(torchvision.models, name)(weights=None)
+    if weights:
+        load_torchvision_weights(net, name, weights)
+    elif pretrained:
+        load_weights_file(net, pretrained, allow_partial)
+    return net
 
 
 def _resnet(name: str) -> Callable[..., Backbone]:
-    def build(pretrained: str | None = None, **_: object) -> Backbone:
-        net = _torchvision_model(name)
-        if pretrained:
-            _load_local_weights(net, pretrained)
+    def build(
+        pretrained: str | None = None, weights: str | None = None, allow_partial: bool = False, **_: object
+    ) -> Backbone:
+        net = _torchvision_model(name, pretrained, weights, allow_partial)
         stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         layers = [net.layer1, net.layer2, net.layer3, net.layer4]
         channels = [net.conv1.out_channels] + [_last_channels(layer) for layer in layers]
@@ -79,10 +86,10 @@ def _resnet(name: str) -> Callable[..., Backbone]:
 
 
 def _mobilenet(name: str) -> Callable[..., Backbone]:
-    def build(pretrained: str | None = None, **_: object) -> Backbone:
-        net = _torchvision_model(name)
-        if pretrained:
-            _load_local_weights(net, pretrained)
+    def build(
+        pretrained: str | None = None, weights: str | None = None, allow_partial: bool = False, **_: object
+    ) -> Backbone:
+        net = _torchvision_model(name, pretrained, weights, allow_partial)
         return _split_by_stride(list(net.features))
 
     return build
@@ -115,23 +122,6 @@ def _split_by_stride(blocks: list[nn.Module]) -> Backbone:
     return Backbone([nn.Sequential(*g) for g in groups], names, channels)
 
 
-def _load_local_weights(net: nn.Module, path: str) -> None:
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise UserError(f"backbone.pretrained={path}: no such file; give a local .pth state dict or null")
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for unreadable files
-        raise UserError(f"backbone.pretrained={path}: not a readable PyTorch weights file ({exc.__class__.__name__})") from exc
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    own = net.state_dict()
-    matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if not matched:
-        raise UserError(f"backbone.pretrained={path}: no tensor in it matches this backbone's layers")
-    net.load_state_dict(matched, strict=False)
-
-
 BACKBONES: dict[str, Callable[..., Backbone]] = {
     "small_cnn": lambda width=32, **_: small_cnn(width),
     "resnet18": _resnet("resnet18"),
@@ -142,12 +132,18 @@ BACKBONES: dict[str, Callable[..., Backbone]] = {
 }
 
 
-def build_backbone(name: str, pretrained: str | None = None, width: int = 32) -> Backbone:
-    """Build the backbone registered as ``name``."""
+def build_backbone(
+    name: str, pretrained: str | None = None, width: int = 32, weights: str | None = None, allow_partial: bool = False
+) -> Backbone:
+    """Build the backbone registered as ``name``, with ``weights`` (torchvision's) or a ``pretrained`` file."""
     if name not in BACKBONES:
         raise UserError(f"unknown backbone '{name}'; known backbones: {', '.join(BACKBONES)}")
-    if name == "small_cnn" and pretrained:
-        raise UserError("backbone.pretrained is not supported for small_cnn (it has no published weights)")
-    backbone = BACKBONES[name](pretrained=pretrained, width=width)
+    if name == "small_cnn" and (pretrained or weights):
+        raise UserError(
+            "backbone.pretrained and backbone.weights are not supported for small_cnn (it has no published weights)"
+        )
+    if pretrained and weights:
+        raise UserError("backbone.pretrained and backbone.weights both set; choose one source of initial weights")
+    backbone = BACKBONES[name](pretrained=pretrained, width=width, weights=weights, allow_partial=allow_partial)
     backbone.name = name
     return backbone

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from mtl_cli.errors import UserError
 
@@ -59,7 +60,9 @@ def _from_rows(rows: Sequence, names: list[str]) -> list[list[float]]:
             )
     if len(rows) != k:
         raise UserError(f"relation.matrix is {len(rows)}x{len(rows)} but task= has {k} tasks; R must be {shape}")
-    return [[_entry(v, f"relation.matrix[{names[i]}][{names[j]}]") for j, v in enumerate(row)] for i, row in enumerate(rows)]
+    return [
+        [_entry(v, f"relation.matrix[{names[i]}][{names[j]}]") for j, v in enumerate(row)] for i, row in enumerate(rows)
+    ]
 
 
 def _check_name(name: str, index: Mapping[str, int]) -> None:

@@ -11,23 +11,22 @@ Positive means better than the single-task models on average.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from mtl_cli.reporting.runs import Metrics, RunRecord
 from mtl_cli.utils.mappings import key_under
 
 # Keys that legitimately differ between a multi-task run and its single-task baselines.
-BASELINE_IGNORED = ("tasks", "loss.weights", "trainer.monitor", "trainer.resume", "sweep")
+BASELINE_IGNORED = ("tasks", "loss.weights", "trainer.monitor", "trainer.resume", "sweep", "logger")
 
 
 class DeltaMError(ValueError):
     """Delta-m cannot be computed (a baseline metric is missing, zero or not finite)."""
 
 
-def delta_m(
-    metrics: Metrics, baselines: Metrics, directions: Mapping[str, Mapping[str, bool]]
-) -> float:
+def delta_m(metrics: Metrics, baselines: Metrics, directions: Mapping[str, Mapping[str, bool]]) -> float:
     """Delta-m in percent over every metric of every task in ``metrics``."""
     terms = []
     for task, values in metrics.items():

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from mtl_cli.commands import resume_command
 from mtl_cli.errors import UserError
@@ -181,7 +181,8 @@ def problem_text(row: Row, rows: Sequence[Row]) -> str:
     """What is wrong with a run that did not complete, and how to continue it."""
     run = row.run
     status = {
-        "running": "unfinished (still running, or killed)",
+        "running": "unfinished (still running, or killed on another host)",
+        "died": "died",
         "interrupted": "interrupted",
         "failed": "failed",
         "no summary": "failed before training started",
@@ -192,7 +193,7 @@ def problem_text(row: Row, rows: Sequence[Row]) -> str:
     successors = [r.run.name for r in rows if _resumes(r.run, run)]
     if successors:
         parts.append("continued by " + ", ".join(successors))
-    elif run.status in ("running", "interrupted") and (run.path / "checkpoints" / "last.pt").is_file():
+    elif run.status in ("running", "died", "interrupted") and (run.path / "checkpoints" / "last.pt").is_file():
         command = run.summary.get("resume_command") or resume_command(list(_override_list(run)), run.path)
         parts.append(f"resume: {command}")
     return "; ".join(parts)
@@ -247,7 +248,11 @@ def compute_delta_m(run: RunRecord, candidates: Sequence[RunRecord], which: str)
     except DeltaMError as exc:
         row.note = f"no Δm: {exc}"
         return row
-    differing = [f"{t} baseline {m.run.name} differs in {', '.join(m.differences)}" for t, m in row.baselines.items() if m.differences]
+    differing = [
+        f"{t} baseline {m.run.name} differs in {', '.join(m.differences)}"
+        for t, m in row.baselines.items()
+        if m.differences
+    ]
     row.note = "; ".join(differing)
     return row
 
@@ -262,9 +267,7 @@ def default_pareto_axes(runs: Sequence[RunRecord]) -> tuple[str, str] | None:
     return None
 
 
-def build_report(
-    paths: Sequence[str | Path], baselines: Sequence[str | Path] = (), which: str = "final"
-) -> Report:
+def build_report(paths: Sequence[str | Path], baselines: Sequence[str | Path] = (), which: str = "final") -> Report:
     """Read the runs under ``paths`` (and single-task baselines under ``baselines``) into a report."""
     if which not in ("final", "best"):
         raise UserError(f"metrics '{which}': use final (last epoch) or best (best epoch)")
@@ -281,7 +284,14 @@ def build_report(
 
 def write_report(report: Report, out_dir: Path, pareto: tuple[str, str] | None = None) -> list[Path]:
     """Write ``report.md``, ``report.csv`` and (with two metrics) ``pareto.png`` into ``out_dir``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} is a file; give a directory for report.md, report.csv and pareto.png")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(
+            f"--out {out_dir}: cannot create the directory ({exc.strerror or exc}); choose another"
+        ) from None
     axes = pareto or default_pareto_axes([r.run for r in report.rows])
     written = []
     if axes is not None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -14,6 +15,7 @@ from omegaconf.errors import OmegaConfBaseException
 from mtl_cli.errors import UserError
 from mtl_cli.utils.mappings import flatten_dict
 from mtl_cli.utils.metric_keys import split_metric_key
+from mtl_cli.utils.process import process_alive
 
 Metrics = Mapping[str, Mapping[str, float]]
 
@@ -22,8 +24,9 @@ Metrics = Mapping[str, Mapping[str, float]]
 class RunRecord:
     """One run directory as the report sees it.
 
-    ``status`` is the summary's (``completed``, ``failed``, ``interrupted``, ``running``) or
-    ``no summary`` for a Hydra job directory whose run never started training.
+    ``status`` is the summary's (``completed``, ``failed``, ``interrupted``, ``running``),
+    ``died`` for a ``running`` run whose process is gone, ``unreadable`` for a summary that
+    is not one, or ``no summary`` for a Hydra job directory whose run never started training.
     """
 
     path: Path
@@ -89,14 +92,15 @@ def _read_yaml(path: Path) -> Any:
 
 def read_run(path: Path) -> RunRecord:
     """Read one run directory (``summary.json`` and/or Hydra's ``.hydra`` records)."""
-    summary: dict[str, Any] = {}
-    summary_file = path / "summary.json"
-    if summary_file.is_file():
-        try:
-            summary = json.loads(summary_file.read_text())
-        except (OSError, json.JSONDecodeError):
-            summary = {"status": "unreadable", "error": f"{summary_file} is not valid JSON"}
+    summary = read_summary(path / "summary.json")
     status = str(summary.get("status", "no summary"))
+    if status == "running" and process_alive(summary.get("process") or {}) is False:
+        status = "died"
+        process = summary["process"]
+        summary["error"] = (
+            f"its process (pid {process['pid']} on {process['host']}) is gone: it was killed "
+            f"(out of memory, SIGKILL) without finishing"
+        )
     overrides = summary.get("overrides")
     if overrides is None:
         overrides = _read_yaml(path / ".hydra" / "overrides.yaml") or []
@@ -110,16 +114,47 @@ def read_run(path: Path) -> RunRecord:
     return RunRecord(path, status, summary, parse_overrides(overrides), flatten_dict(config))
 
 
+def read_summary(path: Path) -> dict[str, Any]:
+    """A run's ``summary.json`` as a dict; ``{}`` when there is none, and status ``unreadable`` when it is
+    not a JSON object of the expected shape (binary, a list, metrics that are not per-task tables)."""
+    if not path.is_file():
+        return {}
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {"status": "unreadable", "error": f"{path} is not valid JSON"}
+    problem = _shape_problem(summary)
+    if problem:
+        return {"status": "unreadable", "error": f"{path} {problem}"}
+    return summary
+
+
+def _shape_problem(summary: Any) -> str | None:
+    """What makes ``summary`` unusable as a run summary, or ``None``."""
+    if not isinstance(summary, dict):
+        return f"holds a JSON {type(summary).__name__}, not an object"
+    for key in ("metrics", "best_metrics", "metric_directions"):
+        table = summary.get(key)
+        if table is not None and not (isinstance(table, dict) and all(isinstance(v, dict) for v in table.values())):
+            return f"has '{key}' that is not a table of per-task values"
+    for key, kind in (("tasks", list), ("overrides", list), ("config", dict), ("process", dict)):
+        if summary.get(key) is not None and not isinstance(summary[key], kind):
+            return f"has '{key}' that is not a JSON {'list' if kind is list else 'object'}"
+    return None
+
+
 def _is_run_dir(path: Path) -> bool:
     return (path / "summary.json").is_file() or (path / ".hydra" / "config.yaml").is_file()
 
 
 def find_run_dirs(root: Path) -> list[Path]:
-    """``root`` itself when it is a run directory, else every run directory below it."""
+    """``root`` itself when it is a run directory, else every run directory below it (not nested in another)."""
     if _is_run_dir(root):
         return [root]
     found = {p.parent for p in root.rglob("summary.json")}
     found |= {p.parent.parent for p in root.rglob(".hydra/config.yaml")}
+    # a copy of summary.json inside a run (a tracker's files, e.g. wandb/) is not another run
+    found = {p for p in found if not any(parent in found for parent in p.parents)}
     return sorted(found, key=_natural_key)
 
 

@@ -6,19 +6,29 @@ new kind from outside the library.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from mtl_cli.errors import UserError
 from mtl_cli.tasks.base import Task
-from mtl_cli.tasks.registry import TASK_KINDS, kind_order, register_task_kind, task_kind
 from mtl_cli.tasks.classification import ClassificationTask
-from mtl_cli.tasks.segmentation import SegmentationTask
 from mtl_cli.tasks.depth import DepthTask
-from mtl_cli.tasks.normals import NormalsTask
+from mtl_cli.tasks.detection.task import DetectionTask
 from mtl_cli.tasks.edges import EdgesTask
 from mtl_cli.tasks.multilabel import MultiLabelTask
+from mtl_cli.tasks.normals import NormalsTask
+from mtl_cli.tasks.registry import TASK_KINDS, kind_order, register_task_kind, task_kind
+from mtl_cli.tasks.segmentation import SegmentationTask
 
-for _builtin in (ClassificationTask, SegmentationTask, DepthTask, NormalsTask, EdgesTask, MultiLabelTask):
+for _builtin in (
+    ClassificationTask,
+    SegmentationTask,
+    DepthTask,
+    NormalsTask,
+    EdgesTask,
+    MultiLabelTask,
+    DetectionTask,
+):
     register_task_kind(_builtin)
 del _builtin
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -107,17 +108,28 @@ class Task(abc.ABC):
             return DenseHead(in_channels, self.head_channels, self.out_channels, self.output_offset, self.output_scale)
         return ImageHead(in_channels, self.head_channels, self.out_channels)
 
+    def build_projection(self, in_channels: int) -> nn.Module:
+        """The task's own layer on a decoder shared with the other tasks (``branch_at=decoder``).
+
+        Default: a 1x1 convolution for dense tasks, pooling and a linear layer for image-level ones.
+        """
+        from mtl_cli.models.heads import DenseProjection, ImageHead
+
+        if self.dense:
+            return DenseProjection(in_channels, self.out_channels, self.output_offset, self.output_scale)
+        return ImageHead([in_channels], self.head_channels, self.out_channels)
+
     # ------------------------------------------------------------------ labels (class level)
     label_suffixes: ClassVar[tuple[str, ...]] = (".npy",)
     """File suffixes a per-image label file of this kind may have (folder datasets)."""
 
     @classmethod
     @abc.abstractmethod
-    def missing_label(cls, spec: "LabelSpec", size: tuple[int, int]) -> Tensor:
+    def missing_label(cls, spec: LabelSpec, size: tuple[int, int]) -> Tensor:
         """The target of a sample without a label (``size`` = image ``(H, W)``): nothing in it counts."""
 
     @classmethod
-    def label_from_array(cls, spec: "LabelSpec", array: np.ndarray, path: Path, size: tuple[int, int]) -> Tensor:
+    def label_from_array(cls, spec: LabelSpec, array: np.ndarray, path: Path, size: tuple[int, int]) -> Tensor:
         """Check a label array read from ``path`` against the image ``size``; return the target tensor.
 
         Raises ``DataFileError`` naming the file when shape, dtype or values are wrong.
@@ -125,27 +137,27 @@ class Task(abc.ABC):
         raise UserError(f"{path}: task {spec.name} ({cls.kind}) does not read labels from per-image files")
 
     @classmethod
-    def label_from_png(cls, spec: "LabelSpec", array: np.ndarray) -> np.ndarray:
+    def label_from_png(cls, spec: LabelSpec, array: np.ndarray) -> np.ndarray:
         """A decoded label PNG (``[H, W]`` integers) as the array a ``.npy`` label file would hold."""
         return array
 
     @classmethod
-    def csv_columns(cls, spec: "LabelSpec") -> int:
+    def csv_columns(cls, spec: LabelSpec) -> int:
         """How many label columns a CSV row of this kind has (image-level kinds)."""
         raise UserError(f"task {spec.name} ({cls.kind}) does not read labels from a CSV file")
 
     @classmethod
-    def label_from_cells(cls, spec: "LabelSpec", cells: Sequence[str]) -> Tensor | None:
+    def label_from_cells(cls, spec: LabelSpec, cells: Sequence[str]) -> Tensor | None:
         """The target in one CSV row's label ``cells``; ``None`` = no label; ``ValueError`` if malformed."""
         raise UserError(f"task {spec.name} ({cls.kind}) does not read labels from a CSV file")
 
     @classmethod
-    def cells_expected(cls, spec: "LabelSpec") -> str:
+    def cells_expected(cls, spec: LabelSpec) -> str:
         """What the label cells of a CSV row should hold (for the error of a malformed row)."""
         return f"{cls.csv_columns(spec)} label value(s)"
 
     @classmethod
-    def transform_label(cls, spec: "LabelSpec", target: Tensor, geometry: Geometry) -> Tensor:
+    def transform_label(cls, spec: LabelSpec, target: Tensor, geometry: Geometry) -> Tensor:
         """The target after the sample's crop / resize / zoom / flip.
 
         Image-level labels do not move. Dense labels default to a per-pixel map whose
@@ -175,12 +187,27 @@ class Task(abc.ABC):
         """Turn raw head output into the task's prediction (for pictures and export)."""
         return pred
 
+    def metric_input(self, pred: Tensor) -> Any:
+        """What validation passes to the metric accumulator for the raw head output ``pred``.
+
+        Default: the raw output itself. Kinds whose metrics need post-processed output
+        (e.g. decoded detections) override this; training never calls it.
+        """
+        return pred
+
     def draw(self, value: Tensor) -> Picture:
         """A picture of one dense target or prediction (``predict`` output, float, on the CPU).
 
         Default: the first channel as grey levels in [0, 1].
         """
         return value[0].numpy(), {"cmap": "gray", "vmin": 0, "vmax": 1}
+
+    draws_on_image: ClassVar[bool] = False
+    """Whether ``draw_on_image`` pictures targets / predictions over the input image (e.g. boxes)."""
+
+    def draw_on_image(self, image: Tensor, value: Tensor) -> Picture:
+        """One target or prediction (``predict`` output, CPU) drawn over an RGB ``image`` ``[3, H, W]`` in [0, 1]."""
+        raise NotImplementedError(f"task kind {self.kind} does not draw on the image")
 
     def describe(self, value: Tensor) -> str:
         """One image-level target or prediction as text for a picture's title ("" = not shown)."""

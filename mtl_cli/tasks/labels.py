@@ -7,9 +7,10 @@ forwards to the class-level label methods of the task kind (``Task.missing_label
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from torch import Tensor
@@ -29,7 +30,7 @@ class LabelSpec:
     """
 
     name: str
-    task_class: "type[Task]"
+    task_class: type[Task]
     num_classes: int | None = None
     ignore_index: int = -1
     options: Mapping[str, Any] = field(default_factory=dict)

@@ -100,14 +100,7 @@ class MetricAccumulator(abc.ABC):
 
     def sync(self) -> None:
         """Reduce the state across ranks in place; no-op without torch.distributed."""
-        if not group_ready():
-            return
-        if self._synced:
-            if self._updated_since_sync:
-                raise RuntimeError(
-                    f"{type(self).__name__}.sync(): update() was called after a previous "
-                    "sync(); syncing again would double count. Call reset() first."
-                )
+        if not group_ready() or self._already_synced():
             return
         if self._device is None:  # this rank saw no batch: contribute zeros
             self._ensure_state(comm_device(torch.device("cpu")))
@@ -119,6 +112,15 @@ class MetricAccumulator(abc.ABC):
             setattr(self, name, [all_gather_cat(local)])
         self._synced = True
         self._updated_since_sync = False
+
+    def _already_synced(self) -> bool:
+        """Whether ``sync`` already ran; refuse a second one after new updates (it would double count)."""
+        if self._synced and self._updated_since_sync:
+            raise RuntimeError(
+                f"{type(self).__name__}.sync(): update() was called after a previous "
+                "sync(); syncing again would double count. Call reset() first."
+            )
+        return self._synced
 
     # -- helpers for subclasses --------------------------------------------- #
     @abc.abstractmethod
@@ -133,9 +135,7 @@ class MetricAccumulator(abc.ABC):
             self._device = torch.device(device)
             self._init_state(self._device)
 
-    def _begin_update(
-        self, pred: Tensor, target: Tensor, valid: Tensor | None
-    ) -> tuple[Tensor, Tensor, Tensor | None]:
+    def _begin_update(self, pred: Tensor, target: Tensor, valid: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
         """Create state lazily, move inputs to the state device, check ``valid``."""
         self._ensure_state(pred.device)
         dev = self._device
@@ -144,9 +144,7 @@ class MetricAccumulator(abc.ABC):
         if valid is not None:
             valid = valid.detach().to(dev, non_blocking=True).reshape(-1).bool()
             if valid.shape[0] != pred.shape[0]:
-                raise ValueError(
-                    f"valid has {valid.shape[0]} entries but the batch has {pred.shape[0]} samples"
-                )
+                raise ValueError(f"valid has {valid.shape[0]} entries but the batch has {pred.shape[0]} samples")
         self._updated_since_sync = True
         return pred, target, valid
 
@@ -559,8 +557,7 @@ class MultiLabelMetrics(MetricAccumulator):
     def update(self, pred: Tensor, target: Tensor, valid: Tensor | None = None) -> None:
         if pred.dim() != 2 or pred.shape[1] != self.num_labels or pred.shape != target.shape:
             raise ValueError(
-                f"expected pred and target [B, {self.num_labels}], got {tuple(pred.shape)} "
-                f"and {tuple(target.shape)}"
+                f"expected pred and target [B, {self.num_labels}], got {tuple(pred.shape)} and {tuple(target.shape)}"
             )
         pred, target, valid = self._begin_update(pred, target, valid)
         scores = pred.float()

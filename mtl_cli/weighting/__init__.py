@@ -8,7 +8,8 @@ gradient method's combination rule as a pure function of the stacked task gradie
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from omegaconf import OmegaConf
@@ -54,6 +55,13 @@ METHODS: dict[str, type[Weighting]] = {
     "aligned_mtl": AlignedMTL,
     "upgrad": UPGrad,
 }
+
+
+def method_options(name: str) -> list[str] | None:
+    """The option names of weighting method ``name`` (``weighting.<option>``), ``None`` for an unknown method."""
+    if name not in METHODS:
+        return None
+    return [f.name for f in dataclasses.fields(METHODS[name].options_class)]
 
 
 def parse_options(name: str, raw: Mapping[str, Any] | None) -> MethodOptions:
@@ -160,5 +168,6 @@ __all__ = [
     "aggregate",
     "build_weighting",
     "check_static_weights",
+    "method_options",
     "parse_options",
 ]

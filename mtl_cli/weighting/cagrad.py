@@ -9,7 +9,8 @@ from torch import Tensor
 
 from mtl_cli.weighting.base import StepContext, require
 from mtl_cli.weighting.gradients import GradientOptions, GradientWeighting
-from mtl_cli.weighting.qp import batched_solve, min_norm_simplex, restricted_gram, support_masks
+from mtl_cli.weighting.qp import MAX_TASKS, batched_solve, min_norm_simplex, restricted_gram, support_masks
+from mtl_cli.weighting.qp_iterative import cagrad_dual_iterative
 
 
 @dataclass
@@ -50,14 +51,18 @@ def cagrad_weights(gram: Tensor, alpha: float = 0.5, rescale: int = 1) -> Tensor
     ``g0`` is the mean gradient, ``c = alpha ||g0||`` and ``w`` minimises
     ``g_w . g0 + c ||g_w||`` over the simplex (the dual of maximising the worst task's
     improvement ``min_i <g_i, d>`` within ``||d - g0|| <= c``). Solved exactly: every
-    face's stationary point and the min-norm point are compared.
+    face's stationary point and the min-norm point are compared; beyond ``MAX_TASKS``
+    tasks iteratively (``qp_iterative``).
     """
     k = gram.shape[0]
     K = gram.to(torch.float64)
     mean = torch.full((k,), 1.0 / k, dtype=K.dtype, device=K.device)
     q = K @ mean
     c = alpha * (mean @ q).clamp_min(0).sqrt()
-    candidates = torch.cat([_dual_candidates(K, q, c), min_norm_simplex(K)[None]])
+    if k > MAX_TASKS:
+        candidates = cagrad_dual_iterative(K, q, c)[None]
+    else:
+        candidates = torch.cat([_dual_candidates(K, q, c), min_norm_simplex(K)[None]])
     ok = torch.isfinite(candidates).all(1) & (candidates >= -1e-9).all(1)
     safe = torch.where(ok[:, None], candidates, torch.zeros_like(candidates))
     norms = torch.einsum("mi,ij,mj->m", safe, K, safe).clamp_min(0).sqrt()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -21,7 +22,10 @@ class DBMTLOptions(GradientOptions):
 
     def check(self, method: str) -> None:
         require(
-            self.grad_on is GradOn.params, method, "grad_on", self.grad_on.value,
+            self.grad_on is GradOn.params,
+            method,
+            "grad_on",
+            self.grad_on.value,
             "grad_on=params (it averages parameter gradients across batches)",
         )
         require(0 <= self.beta < 1, method, "beta", self.beta, "beta in [0, 1)")

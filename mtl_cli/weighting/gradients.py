@@ -18,8 +18,9 @@ through every task head, while separate calls visit each head once.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -77,21 +78,23 @@ class TaskGradients:
         if self.batched:
             eye = torch.eye(k, dtype=losses[0].dtype, device=losses[0].device)
             grads = torch.autograd.grad(
-                list(losses), inputs, grad_outputs=list(eye), retain_graph=retain_graph,
-                allow_unused=True, is_grads_batched=True,
+                list(losses),
+                inputs,
+                grad_outputs=list(eye),
+                retain_graph=retain_graph,
+                allow_unused=True,
+                is_grads_batched=True,
             )
             for j, grad in enumerate(grads[: len(targets)]):
                 for i in range(k):
                     self._store(self._rows[i][j], None if grad is None else grad[i])
-            _accumulate(others, [None if g is None else g.sum(0) for g in grads[len(targets):]])
+            _accumulate(others, [None if g is None else g.sum(0) for g in grads[len(targets) :]])
             return buffer
         for i, loss in enumerate(losses):
-            grads = torch.autograd.grad(
-                loss, inputs, retain_graph=retain_graph or i < k - 1, allow_unused=True
-            )
+            grads = torch.autograd.grad(loss, inputs, retain_graph=retain_graph or i < k - 1, allow_unused=True)
             for row, grad in zip(self._rows[i], grads[: len(targets)]):
                 self._store(row, grad)
-            _accumulate(others, grads[len(targets):])
+            _accumulate(others, grads[len(targets) :])
         return buffer
 
     @staticmethod
@@ -131,7 +134,7 @@ def check_representation(losses: Sequence[Tensor], features: Tensor, shared: Seq
         t = torch.zeros((), device=features.device) if t is None else t.float()
         difference = difference + (d - t).pow(2).sum()
         reference = reference + d.pow(2).sum()
-    gap = float((difference.sqrt() / reference.sqrt().clamp_min(1e-30)))
+    gap = float(difference.sqrt() / reference.sqrt().clamp_min(1e-30))
     if gap > 1e-2:
         raise UserError(
             f"weighting.grad_on=features: {gap:.0%} of the shared parameters' gradient does not pass through the "
@@ -147,12 +150,7 @@ def cosine_matrix(gram: Tensor) -> Tensor:
 
 def pair_names(task_names: Sequence[str]) -> list[tuple[int, int, str]]:
     """(i, j, "cos/<a>~<b>") for every unordered pair of tasks."""
-    return [
-        (i, j, f"cos/{a}~{b}")
-        for i, a in enumerate(task_names)
-        for j, b in enumerate(task_names)
-        if i < j
-    ]
+    return [(i, j, f"cos/{a}~{b}") for i, a in enumerate(task_names) for j, b in enumerate(task_names) if i < j]
 
 
 class GradientWeighting(Weighting):

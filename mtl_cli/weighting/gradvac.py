@@ -50,7 +50,10 @@ def gradvac_coefficients(gram: Tensor, orders: Tensor, targets: Tensor, beta: fl
 
 
 def gradvac_weights(
-    gram: Tensor, targets: Tensor, beta: float = 0.01, orders: Tensor | None = None,
+    gram: Tensor,
+    targets: Tensor,
+    beta: float = 0.01,
+    orders: Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """Weights of the sum of the adjusted gradients; updates ``targets`` (k, k) in place."""

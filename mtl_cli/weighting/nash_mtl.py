@@ -24,7 +24,9 @@ class NashMTLOptions(GradientOptions):
     max_norm: float = 1.0  # clip the combined gradient to this norm (0: no clipping)
 
     def check(self, method: str) -> None:
-        require(self.update_weights_every >= 1, method, "update_weights_every", self.update_weights_every, "an integer >= 1")
+        require(
+            self.update_weights_every >= 1, method, "update_weights_every", self.update_weights_every, "an integer >= 1"
+        )
         require(self.max_iter >= 1, method, "max_iter", self.max_iter, "an integer >= 1")
         require(self.max_norm >= 0, method, "max_norm", self.max_norm, "max_norm >= 0")
 
@@ -39,7 +41,7 @@ class NashState:
     last_failure_step: Tensor  # () step of the latest failure, -1 if none
 
     @classmethod
-    def initial(cls, k: int, device: torch.device | None = None) -> "NashState":
+    def initial(cls, k: int, device: torch.device | None = None) -> NashState:
         return cls(
             weights=torch.ones(k, device=device),
             failures=torch.zeros((), dtype=torch.long, device=device),
@@ -102,7 +104,9 @@ def nash_weights(gram: Tensor, state: NashState, step: int = 0, max_iter: int = 
     state.weights.copy_(a.to(state.weights))
     state.solves.add_(1)
     state.failures.add_((~ok).long())
-    state.last_failure_step.copy_(torch.where(ok, state.last_failure_step, torch.full_like(state.last_failure_step, step)))
+    state.last_failure_step.copy_(
+        torch.where(ok, state.last_failure_step, torch.full_like(state.last_failure_step, step))
+    )
     if max_norm > 0:
         norm = (a @ gram.to(torch.float64) @ a).clamp_min(0).sqrt()
         a = a * (max_norm / norm.clamp_min(1e-30)).clamp(max=1.0)
@@ -175,7 +179,9 @@ class NashMTL(GradientWeighting):
             log.warning(
                 "nash_mtl: the bargaining solve failed %d time(s) up to step %d (last at step %d); "
                 "those steps reused the previous weights",
-                failures - self._reported_failures, step, last,
+                failures - self._reported_failures,
+                step,
+                last,
             )
             self._reported_failures = failures
         report["nash/solve_failures"] = float(failures)

@@ -5,7 +5,8 @@ task gradients, with k the number of tasks (a handful). With so few unknowns the
 optimum can be found exactly by trying every active set (support) at once: on a
 support S the optimum solves a small linear system, every candidate is solved in one
 batched call, and the best feasible candidate wins. No iteration count to tune, no
-host synchronisation, no external solver. Everything here runs in float64.
+host synchronisation, no external solver. Everything here runs in float64. Beyond
+``MAX_TASKS`` tasks the solvers hand over to the iterative ones of ``qp_iterative``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-MAX_TASKS = 12  # 2**12 - 1 supports; far more tasks than a vision model trains at once
+from mtl_cli.weighting.qp_iterative import min_norm_simplex_iterative, nonneg_qp_iterative
+
+MAX_TASKS = 12  # 2**12 - 1 supports; more tasks are solved iteratively (``qp_iterative``)
 _FEASIBLE_TOL = 1e-9
 
 
@@ -73,6 +76,8 @@ def min_norm_simplex(gram: Tensor) -> Tensor:
     """
     gram = gram.to(torch.float64)
     k = gram.shape[0]
+    if k > MAX_TASKS:
+        return min_norm_simplex_iterative(gram)
     masks = support_masks(k, gram.device)
     m = masks.shape[0]
     system = torch.zeros(m, k + 1, k + 1, dtype=gram.dtype, device=gram.device)
@@ -98,6 +103,8 @@ def nonneg_qp(gram: Tensor, linear: Tensor) -> Tensor:
     gram = gram.to(torch.float64)
     linear = linear.to(torch.float64)
     k = gram.shape[0]
+    if k > MAX_TASKS:
+        return nonneg_qp_iterative(gram, linear)
     masks = support_masks(k, gram.device)
     systems = restricted_gram(gram, masks)  # (m, k, k)
     rhs = -(linear[:, None, :] * masks[None]).unsqueeze(-1)  # (n, m, k, 1)

@@ -60,8 +60,11 @@ def test_root_may_be_the_celeba_folder_itself_and_native_size(celeba):
 
 def test_own_attribute_group(celeba):
     train, _ = build(
-        "data=celeba", "task=attributes", f"data.root={celeba}",
-        "data.tasks.attributes.attributes=[Smiling,Male]", "data.tasks.attributes.num_classes=2",
+        "data=celeba",
+        "task=attributes",
+        f"data.root={celeba}",
+        "data.tasks.attributes.attributes=[Smiling,Male]",
+        "data.tasks.attributes.num_classes=2",
     )
     row = _table(celeba)["000001.jpg"]
     assert train[0]["attributes"].tolist() == [float(row[31] > 0), float(row[20] > 0)]
@@ -85,8 +88,10 @@ CORRUPTIONS = {
         r"missing file .*list_eval_partition\.txt",
     ),
     "attribute value 2": (
-        lambda r: _rewrite(r / "celeba" / "list_attr_celeba.txt", "000003.jpg -1", "000003.jpg  2")
-        or _rewrite(r / "celeba" / "list_attr_celeba.txt", "000003.jpg  1", "000003.jpg  2"),
+        lambda r: (
+            _rewrite(r / "celeba" / "list_attr_celeba.txt", "000003.jpg -1", "000003.jpg  2")
+            or _rewrite(r / "celeba" / "list_attr_celeba.txt", "000003.jpg  1", "000003.jpg  2")
+        ),
         r"list_attr_celeba\.txt line 5 has a value other than 1 and -1",
     ),
     "short attribute row": (
@@ -110,8 +115,13 @@ def test_bad_celeba_files_are_reported_by_name(celeba, case):
 
 def test_unknown_attribute_and_count_mismatch(celeba):
     with pytest.raises(UserError, match=r"attributes names 'Smiley', which is not an attribute"):
-        build("data=celeba", "task=attributes", f"data.root={celeba}", "data.tasks.attributes.attributes=[Smiley]",
-              "data.tasks.attributes.num_classes=1")
+        build(
+            "data=celeba",
+            "task=attributes",
+            f"data.root={celeba}",
+            "data.tasks.attributes.attributes=[Smiley]",
+            "data.tasks.attributes.num_classes=1",
+        )
     with pytest.raises(UserError, match=r"num_classes=40 but 1 attributes"):
         build("data=celeba", "task=attributes", f"data.root={celeba}", "data.tasks.attributes.attributes=[Male]")
     with pytest.raises(UserError, match=r"no split 'holdout'"):

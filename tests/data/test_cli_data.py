@@ -18,7 +18,14 @@ from data_layouts import write_celeba, write_cityscapes, write_folder, write_mni
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
-TINY = ["trainer.epochs=1", "trainer.max_steps=3", "trainer.batch_size=2", "backbone.width=8", "trainer.vis_images=2", "trainer.progress=false"]
+TINY = [
+    "trainer.epochs=1",
+    "trainer.max_steps=3",
+    "trainer.batch_size=2",
+    "backbone.width=8",
+    "trainer.vis_images=2",
+    "trainer.progress=false",
+]
 NYU = ["data=nyuv2", "task=seg+depth+normals"]
 FOLDER_CLASSES = ["data.tasks.cls.num_classes=3", "data.tasks.seg.num_classes=4", "data.tasks.multilabel.num_classes=3"]
 
@@ -34,45 +41,102 @@ def _nyu(root: Path, corrupt=None) -> Path:
 def _cases(base: Path) -> dict[str, tuple[list[str], str | None]]:
     nyu = _nyu(base / "nyu")
     cases: dict[str, tuple[list[str], str | None]] = {
-        "nyuv2": ([*NYU, f"data.root={nyu}", "data.augment.scale=[1.0,1.5]", "data.augment.hflip=true",
-                   "trainer.num_workers=2"], None),
-        "cityscapes": (["data=cityscapes", "task=seg+depth", "data.label_set=19",
-                        f"data.root={write_cityscapes(base / 'cs')}"], None),
-        "celeba": (["data=celeba", "task=attribute_groups", f"data.root={write_celeba(base / 'celeba')}",
-                    "data.resize=[32,32]"], None),
+        "nyuv2": (
+            [
+                *NYU,
+                f"data.root={nyu}",
+                "data.augment.scale=[1.0,1.5]",
+                "data.augment.hflip=true",
+                "trainer.num_workers=2",
+            ],
+            None,
+        ),
+        "cityscapes": (
+            ["data=cityscapes", "task=seg+depth", "data.label_set=19", f"data.root={write_cityscapes(base / 'cs')}"],
+            None,
+        ),
+        "celeba": (
+            [
+                "data=celeba",
+                "task=attribute_groups",
+                f"data.root={write_celeba(base / 'celeba')}",
+                "data.resize=[32,32]",
+            ],
+            None,
+        ),
         "multimnist": (["data=multimnist", "task=left+mask+right", "data.num_train=16", "data.num_val=8"], None),
-        "multimnist_mnist": (["data=multimnist", "task=left+right", "data.num_train=16", "data.num_val=8",
-                              "data.source=mnist", f"data.root={write_mnist(base / 'mnist')}"], None),
+        "multimnist_mnist": (
+            [
+                "data=multimnist",
+                "task=left+right",
+                "data.num_train=16",
+                "data.num_val=8",
+                "data.source=mnist",
+                f"data.root={write_mnist(base / 'mnist')}",
+            ],
+            None,
+        ),
         "folder_with_missing_labels": (
-            ["data=folder", "task=cls+seg+depth+normals+edges+multilabel", *FOLDER_CLASSES,
-             f"data.root={write_folder(base / 'folder', unlabelled={'seg': {1, 2}, 'cls': {0}, 'edges': {3}})}"], None),
-        "experiment": (["+experiment=nyuv2_resnet50", f"data.root={nyu}", "backbone=small_cnn",
-                        "trainer.num_workers=0"], None),
+            [
+                "data=folder",
+                "task=cls+seg+depth+normals+edges+multilabel",
+                *FOLDER_CLASSES,
+                f"data.root={write_folder(base / 'folder', unlabelled={'seg': {1, 2}, 'cls': {0}, 'edges': {3}})}",
+            ],
+            None,
+        ),
+        "experiment": (
+            ["+experiment=nyuv2_resnet50", f"data.root={nyu}", "backbone=small_cnn", "trainer.num_workers=0"],
+            None,
+        ),
         # ---- bad input: one line naming the file and what was expected
         "missing root": (NYU, r"data=nyuv2 needs data\.root=<folder>; the folder should hold train/ and val/"),
-        "missing split": (["data=cityscapes", "task=seg+depth", f"data.root={_cs_without_val(base / 'cs2')}"],
-                          r"missing folder \S+/cs2/val \(the 'val' split\)"),
-        "missing task folder": ([*NYU, f"data.root={_nyu(base / 'n1', lambda r: shutil.rmtree(r / 'train/normal'))}"],
-                                r"missing folder \S+/n1/train/normal \(labels of task normals\)"),
-        "gap in indices": ([*NYU, f"data.root={_nyu(base / 'n2', _gap)}"],
-                           r"non-contiguous indices in \S+/n2/train/\w+: 1\.npy is missing but 3\.npy exists"),
-        "wrong shape": ([*NYU, f"data.root={_nyu(base / 'n3', _save('train/label/0.npy', np.zeros((24, 32, 2))))}"],
-                        r"\S+/n3/train/label/0\.npy has shape \(24, 32, 2\); expected \(24, 32\)"),
-        "wrong dtype": ([*NYU, f"data.root={_nyu(base / 'n4', _save('val/depth/0.npy', np.ones((24, 32, 1), np.int32)))}"],
-                        r"\S+/n4/val/depth/0\.npy has dtype int32; expected float"),
-        "label out of range": ([*NYU, f"data.root={_nyu(base / 'n5', _save('train/label/3.npy', np.full((24, 32), 13.0)))}"],
-                               r"\S+/n5/train/label/3\.npy has label value 13 outside the classes; expected 0\.\.12 or -1"),
-        "corrupt image": (["data=celeba", "task=attributes", f"data.root={_broken_celeba(base / 'c2')}"],
-                          r"cannot read image \S+/000001\.jpg .*expected a readable PNG/JPEG image"),
-        "mnist missing": (["data=multimnist", "task=left", "data.source=mnist", f"data.root={base / 'empty'}"],
-                          r"MNIST not found under \S+/empty/MNIST/raw; set data\.download=true"),
+        "missing split": (
+            ["data=cityscapes", "task=seg+depth", f"data.root={_cs_without_val(base / 'cs2')}"],
+            r"missing folder \S+/cs2/val \(the 'val' split\)",
+        ),
+        "missing task folder": (
+            [*NYU, f"data.root={_nyu(base / 'n1', lambda r: shutil.rmtree(r / 'train/normal'))}"],
+            r"missing folder \S+/n1/train/normal \(labels of task normals\)",
+        ),
+        "gap in indices": (
+            [*NYU, f"data.root={_nyu(base / 'n2', _gap)}"],
+            r"non-contiguous indices in \S+/n2/train/\w+: 1\.npy is missing but 3\.npy exists",
+        ),
+        "wrong shape": (
+            [*NYU, f"data.root={_nyu(base / 'n3', _save('train/label/0.npy', np.zeros((24, 32, 2))))}"],
+            r"\S+/n3/train/label/0\.npy has shape \(24, 32, 2\); expected \(24, 32\)",
+        ),
+        "wrong dtype": (
+            [*NYU, f"data.root={_nyu(base / 'n4', _save('val/depth/0.npy', np.ones((24, 32, 1), np.int32)))}"],
+            r"\S+/n4/val/depth/0\.npy has dtype int32; expected float",
+        ),
+        "label out of range": (
+            [*NYU, f"data.root={_nyu(base / 'n5', _save('train/label/3.npy', np.full((24, 32), 13.0)))}"],
+            r"\S+/n5/train/label/3\.npy has label value 13 outside the classes; expected 0\.\.12 or -1",
+        ),
+        "corrupt image": (
+            ["data=celeba", "task=attributes", f"data.root={_broken_celeba(base / 'c2')}"],
+            r"cannot read image \S+/000001\.jpg .*expected a readable PNG/JPEG image",
+        ),
+        "mnist missing": (
+            ["data=multimnist", "task=left", "data.source=mnist", f"data.root={base / 'empty'}"],
+            r"MNIST not found under \S+/empty/MNIST/raw; set data\.download=true",
+        ),
         "folder class out of range": (
             ["data=folder", "task=cls", "data.tasks.cls.num_classes=2", f"data.root={write_folder(base / 'f2')}"],
-            r"\S+/f2/train/cls\.csv line \d+ has value\(s\) 2; expected a class index 0\.\.1"),
+            r"\S+/f2/train/cls\.csv line \d+ has value\(s\) 2; expected a class index 0\.\.1",
+        ),
         "bad file met by a worker": (
-            [*NYU, f"data.root={_nyu(base / 'n6', _save('train/label/2.npy', np.full((24, 32), 40.0)))}",
-             "data.check_files=1", "trainer.num_workers=2", "trainer.batch_size=4"],
-            r"\S+/n6/train/label/2\.npy has label value 40 outside the classes"),
+            [
+                *NYU,
+                f"data.root={_nyu(base / 'n6', _save('train/label/2.npy', np.full((24, 32), 40.0)))}",
+                "data.check_files=1",
+                "trainer.num_workers=2",
+                "trainer.batch_size=4",
+            ],
+            r"\S+/n6/train/label/2\.npy has label value 40 outside the classes",
+        ),
     }
     return cases
 
@@ -110,9 +174,28 @@ def _run_dir(base: Path, name: str) -> Path:
     return base / "runs" / re.sub(r"\W+", "_", name)
 
 
-TRAINING = ["nyuv2", "cityscapes", "celeba", "multimnist", "multimnist_mnist", "folder_with_missing_labels", "experiment"]
-ERRORS = ["missing root", "missing split", "missing task folder", "gap in indices", "wrong shape", "wrong dtype",
-          "label out of range", "corrupt image", "mnist missing", "folder class out of range", "bad file met by a worker"]
+TRAINING = [
+    "nyuv2",
+    "cityscapes",
+    "celeba",
+    "multimnist",
+    "multimnist_mnist",
+    "folder_with_missing_labels",
+    "experiment",
+]
+ERRORS = [
+    "missing root",
+    "missing split",
+    "missing task folder",
+    "gap in indices",
+    "wrong shape",
+    "wrong dtype",
+    "label out of range",
+    "corrupt image",
+    "mnist missing",
+    "folder class out of range",
+    "bad file met by a worker",
+]
 
 
 @pytest.mark.parametrize("name", TRAINING)

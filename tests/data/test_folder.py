@@ -37,7 +37,9 @@ def test_items_hold_the_files_and_valid_flags(folder):
     assert item["image"].shape == (3, 20, 24)
     seg = np.array(Image.open(folder / "train" / "seg" / "img_000.png"))
     assert torch.equal(item["seg"], torch.from_numpy(seg).long()) and (item["seg"] == 255).any()
-    assert torch.equal(item["normals"], torch.from_numpy(np.load(folder / "train/normals/img_000.npy")).permute(2, 0, 1))
+    assert torch.equal(
+        item["normals"], torch.from_numpy(np.load(folder / "train/normals/img_000.npy")).permute(2, 0, 1)
+    )
     edges = np.array(Image.open(folder / "train" / "edges" / "img_000.png")) > 0
     assert torch.equal(item["edges"][0], torch.from_numpy(edges).float())
     cls_rows = dict(line.split(",") for line in (folder / "train" / "cls.csv").read_text().split()[1:])
@@ -113,6 +115,10 @@ CORRUPTIONS = {
     "csv names no image": (
         lambda r: (r / "train" / "cls.csv").write_text("image,label\nimg_999.png,1\n"),
         r"cls\.csv line 2 names img_999\.png, which is not a file in images/",
+    ),
+    "csv not utf-8": (  # issue 12.4
+        lambda r: (r / "train" / "cls.csv").write_bytes(b"image,label\nimg_000.png,1\nimg_\xff\xfe.png,0\n"),
+        r"cls\.csv \(labels of task cls\) is not UTF-8 text: byte 30 \(line 3\) cannot be decoded",
     ),
     "multilabel width": (
         lambda r: (r / "train" / "multilabel.csv").write_text("image,a,b\nimg_000.png,1,0\n"),

@@ -32,7 +32,9 @@ def test_nyuv2_items_hold_the_files_contents(nyu):
     files = {f: np.load(nyu / "train" / f / "2.npy") for f in ("image", "label", "depth", "normal")}
     assert files["image"].dtype == np.float64  # the release's dtype, read as float32
     assert item["image"].dtype == torch.float32 and item["image"].shape == (3, 24, 32)
-    assert torch.allclose(item["image"] * STD + MEAN, torch.from_numpy(files["image"]).permute(2, 0, 1).float(), atol=1e-6)
+    assert torch.allclose(
+        item["image"] * STD + MEAN, torch.from_numpy(files["image"]).permute(2, 0, 1).float(), atol=1e-6
+    )
     assert item["seg"].dtype == torch.int64 and item["seg"].shape == (24, 32)
     assert torch.equal(item["seg"], torch.from_numpy(files["label"]).long())
     assert (item["seg"] == -1).any()
@@ -62,7 +64,9 @@ def test_nyuv2_training_items_are_augmented_with_depth_scaled(nyu):
     zoomed = train[(0, 5)]
     valid = zoomed["depth"] > 0
     # every zoomed depth is a value of the file halved
-    assert set((zoomed["depth"][valid] * 2).tolist()) <= set(train.base[0]["depth"][train.base[0]["depth"] > 0].tolist())
+    assert set((zoomed["depth"][valid] * 2).tolist()) <= set(
+        train.base[0]["depth"][train.base[0]["depth"] > 0].tolist()
+    )
     assert plain["depth"].shape == zoomed["depth"].shape
 
 

@@ -6,14 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from mtl_cli.data.shapes import dataset, render, scene
 from mtl_cli.data.shapes import (
     FORMAT_VERSION,
     NUM_SHAPE_CLASSES,
     SHAPE_NAMES,
     TASK_NAMES,
     ShapesDataset,
+    dataset,
     generate_scenes,
+    render,
+    scene,
 )
 
 K = NUM_SHAPE_CLASSES
@@ -28,8 +30,7 @@ def scenes() -> dict:
 
 def _bit_identical(a: dict, b: dict) -> bool:
     return set(a) == set(b) and all(
-        a[k].dtype == b[k].dtype and a[k].shape == b[k].shape and a[k].tobytes() == b[k].tobytes()
-        for k in a
+        a[k].dtype == b[k].dtype and a[k].shape == b[k].shape and a[k].tobytes() == b[k].tobytes() for k in a
     )
 
 
@@ -37,7 +38,7 @@ def _bit_identical(a: dict, b: dict) -> bool:
 def test_constants() -> None:
     assert SHAPE_NAMES == ("circle", "square", "triangle", "star")
     assert K == len(SHAPE_NAMES) == 4
-    assert set(TASK_NAMES) == {"cls", "seg", "depth", "normals", "edges", "multilabel"}
+    assert set(TASK_NAMES) == {"cls", "seg", "depth", "normals", "edges", "multilabel", "det"}
     assert isinstance(FORMAT_VERSION, int)
 
 
@@ -52,6 +53,7 @@ def test_generate_shapes_dtypes_and_ranges() -> None:
         "normals": ((n, 3, s, s), np.float32),
         "edges": ((n, 1, s, s), np.float32),
         "multilabel": ((n, K), np.float32),
+        "det": ((n, 3, 5), np.float32),  # max_objects box rows, padded with label -1
     }
     assert set(d) == set(expected)
     for key, (shape, dtype) in expected.items():

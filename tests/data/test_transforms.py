@@ -6,10 +6,8 @@ import math
 
 import pytest
 import torch
-from torch.utils.data import DataLoader, SequentialSampler, Dataset
+from torch.utils.data import DataLoader, Dataset, SequentialSampler
 
-from mtl_cli.tasks import TASK_KINDS
-from mtl_cli.tasks.labels import LabelSpec
 from mtl_cli.data.transforms import (
     Augment,
     AugmentSeedSampler,
@@ -17,6 +15,8 @@ from mtl_cli.data.transforms import (
     TransformedDataset,
     resize_sample,
 )
+from mtl_cli.tasks import TASK_KINDS
+from mtl_cli.tasks.labels import LabelSpec
 
 H, W = 24, 32
 SPECS = {

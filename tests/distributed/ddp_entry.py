@@ -1,6 +1,6 @@
 """torchrun entry point for the DDP tests: ``mtl-train`` with the test weightings registered.
 
-    python -m torch.distributed.run --nproc_per_node=2 tests/distributed/ddp_entry.py <overrides>
+python -m torch.distributed.run --nproc_per_node=2 tests/distributed/ddp_entry.py <overrides>
 """
 
 import sys

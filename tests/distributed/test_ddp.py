@@ -17,17 +17,16 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, read_summary, run_dirs
+from scale_helpers import TEST_METHODS, compose_config
 from torch.utils.data import DataLoader
 
+from mtl_cli.engine.build import build_evaluation
 from mtl_cli.engine.checkpoint import load_checkpoint
 from mtl_cli.engine.distributed import RankInfo, ShardSampler
 from mtl_cli.engine.evaluate import evaluate
-from mtl_cli.engine.build import build_evaluation
 from mtl_cli.engine.run import train_run
 from mtl_cli.weighting import METHODS
-from scale_helpers import TEST_METHODS, compose_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -54,8 +53,9 @@ def torchrun(args: list[str], cwd: Path, timeout: float = 300) -> tuple[subproce
     env.pop("HYDRA_FULL_ERROR", None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", str(ENTRY), *args]
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -181,8 +181,9 @@ def _processes_in(folder: Path) -> list[int]:
 
 
 def test_a_failing_rank_stops_every_rank_with_a_clear_message(tmp_path):
-    proc, seconds = torchrun([*COMMON, "trainer.batch_size=8", "weighting.name=test_fails_on_rank1"], tmp_path,
-                             timeout=180)
+    proc, seconds = torchrun(
+        [*COMMON, "trainer.batch_size=8", "weighting.name=test_fails_on_rank1"], tmp_path, timeout=180
+    )
     assert proc.returncode != 0
     assert "mtl-train: error: rank 1: simulated bad batch on this rank; fix the data" in proc.stderr
     assert "Root Cause" in proc.stderr and "simulated bad batch" in proc.stderr.split("Root Cause", 1)[1]

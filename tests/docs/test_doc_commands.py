@@ -17,12 +17,13 @@ import re
 import runpy
 import shlex
 import sys
-import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
+import tomllib
+from conftest import REPO, run_cli
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import IntervalSweep
@@ -30,8 +31,11 @@ from hydra.core.override_parser.types import IntervalSweep
 from mtl_cli.cli import normalise_task_args
 from mtl_cli.config import CONFIG_DIR, register_configs, validate
 from mtl_cli.engine.eval_run import split_arguments
+from mtl_cli.export import DEFAULTS as EXPORT_DEFAULTS
+from mtl_cli.inference.export import FORMATS as EXPORT_FORMATS
+from mtl_cli.inference.options import parse_settings
+from mtl_cli.inference.predict import PREDICT_DEFAULTS
 from mtl_cli.report import parser as report_parser
-from conftest import REPO, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -53,6 +57,10 @@ UNKNOWN_PLACEHOLDER = re.compile(r"<[^<>]+>|\.\.\.")
 # Commands a test elsewhere runs for real: command prefix -> (test file, a string it must contain).
 COVERED_BY = {
     "mtl-train --config-dir": ("tests/test_train_e2e.py", "--config-dir"),
+    # the trackers' own viewers: the test reads back what they show, with their own readers
+    "tensorboard --logdir": ("tests/loggers/test_tracking_e2e.py", "EventAccumulator"),
+    "mlflow ui": ("tests/loggers/test_tracking_e2e.py", "mlflow.db"),
+    "wandb sync": ("tests/loggers/test_tracking_e2e.py", "offline-run-"),
 }
 
 # Option flags of mtl-train that are not config overrides.
@@ -228,7 +236,9 @@ def check_module_train(argv: tuple[str, ...]) -> None:
     position = argv.index("mtl_cli.train")
     assert argv[position - 1] == "-m", argv
     launcher_options = argv[1 : position - 1]
-    assert all(option.startswith("--") for option in launcher_options), f"unexpected torchrun arguments {launcher_options}"
+    assert all(option.startswith("--") for option in launcher_options), (
+        f"unexpected torchrun arguments {launcher_options}"
+    )
     check_train_args(argv[position + 1 :])
 
 
@@ -240,6 +250,17 @@ def check_mtl_eval(argv: tuple[str, ...]) -> None:
 
 def check_mtl_report(argv: tuple[str, ...]) -> None:
     report_parser().parse_args(list(argv[1:]))
+
+
+def check_mtl_predict(argv: tuple[str, ...]) -> None:
+    """mtl-predict's settings are known, typed right, and the required ones are given."""
+    parse_settings("mtl-predict", argv[1:], PREDICT_DEFAULTS, required=("ckpt", "input", "output"))
+
+
+def check_mtl_export(argv: tuple[str, ...]) -> None:
+    """mtl-export's settings are known and complete, and the format is one it writes."""
+    settings = parse_settings("mtl-export", argv[1:], EXPORT_DEFAULTS, required=("ckpt", "format"))
+    assert settings["format"] in EXPORT_FORMATS, f"format={settings['format']} is not one of {list(EXPORT_FORMATS)}"
 
 
 def check_pip_install(argv: tuple[str, ...]) -> None:
@@ -318,6 +339,10 @@ def checker_for(argv: tuple[str, ...]) -> Callable[[tuple[str, ...]], None] | No
         return check_mtl_eval
     if argv[0] == "mtl-report":
         return check_mtl_report
+    if argv[0] == "mtl-predict":
+        return check_mtl_predict
+    if argv[0] == "mtl-export":
+        return check_mtl_export
     if argv[:2] == ("pip", "install"):
         return check_pip_install
     if argv[:3] == ("python", "-m", "pytest"):
@@ -348,6 +373,9 @@ def test_doc_command(command: Command) -> None:
         (("torchrun", "--nproc_per_node=2", "-m", "mtl_cli.train", "trainer.epochs=abc"), "epochs"),
         (("pip", "install", "-e", ".[nonexistent]"), "nonexistent"),
         (("python", "benchmarks/bench_train.py", "--no-such-flag"), "no-such-flag"),
+        (("mtl-predict", "ckpt=run", "input=photos", "output=out", "batchsize=4"), "batchsize"),
+        (("mtl-predict", "ckpt=run", "input=photos"), "output="),
+        (("mtl-export", "ckpt=run", "format=tflite"), "tflite"),
     ],
 )
 def test_checks_reject_broken_commands(argv: tuple[str, ...], error: str) -> None:

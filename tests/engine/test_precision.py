@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from scale_helpers import LearnedLogVariance, build, flat_params
 from torch import nn
 
 from mtl_cli.engine.precision import Precision
 from mtl_cli.errors import UserError
 from mtl_cli.weighting import METHODS
-from scale_helpers import LearnedLogVariance, build, flat_params
 
 CPU = torch.device("cpu")
 

@@ -7,9 +7,9 @@ import time
 
 import pytest
 import torch
+from scale_helpers import build, flat_params
 
 from mtl_cli.engine.speed import loader_options
-from scale_helpers import build, flat_params
 
 
 def _initial_params(trainer) -> torch.Tensor:
@@ -59,7 +59,7 @@ def test_channels_last_trains_like_contiguous():
     dense_losses, _ = dense.train_epoch(1)
     nhwc_losses, _ = nhwc.train_epoch(1)
     assert nhwc_losses == pytest.approx(dense_losses, rel=1e-5)
-    torch.testing.assert_close(flat_params(nhwc.model), flat_params(dense.model), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(flat_params(nhwc.model), flat_params(dense.model), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.slow

@@ -26,7 +26,7 @@ def model(arch: str, names, backbone: str = "small_cnn", **options) -> MultiTask
     return build_model(cfg, tasks(*names))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def batch(names: tuple[str, ...], size: int = 4) -> dict:
     """A real batch of ``size`` 32px scenes with targets for ``names`` (shared: do not modify)."""
     data = ShapesDataset(num=size, image_size=32, seed=0, tasks=list(names))

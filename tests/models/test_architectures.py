@@ -7,11 +7,11 @@ import csv
 import pytest
 import torch
 from torch import nn
+from models.helpers import ARCHS, batch, losses, model
 
 from mtl_cli.errors import UserError
 from mtl_cli.models.architectures.common import run_stages
 from mtl_cli.models.architectures.cross_stitch import CrossStitchUnit
-from models.helpers import ARCHS, batch, losses, model
 
 COMBOS = [("cls", "seg"), ("seg", "depth", "multilabel")]
 SHAPES = {"cls": (4,), "seg": (5, 32, 32), "depth": (1, 32, 32), "multilabel": (4,)}
@@ -113,8 +113,14 @@ def test_cross_stitch_writes_its_mixing_matrices(tmp_path):
     (path,) = net.save_records(tmp_path)
     rows = list(csv.reader(path.open()))
     assert rows[0] == ["stage", "task", "cls", "seg"]
-    assert [r[:2] for r in rows[1:]] == [["stem", "cls"], ["stem", "seg"], ["layer1", "cls"], ["layer1", "seg"],
-                                         ["layer2", "cls"], ["layer2", "seg"]]
+    assert [r[:2] for r in rows[1:]] == [
+        ["stem", "cls"],
+        ["stem", "seg"],
+        ["layer1", "cls"],
+        ["layer1", "seg"],
+        ["layer2", "cls"],
+        ["layer2", "seg"],
+    ]
     assert [float(v) for v in rows[3][2:]] == [0.25, 0.75] and [float(v) for v in rows[4][2:]] == [0.5, 0.5]
 
 
@@ -165,7 +171,11 @@ def test_mtan_refuses_a_backbone_with_single_block_stages():
     "arch, options, message",
     [
         ("shared_layers", {"branch_at": "layer9"}, "arch.branch_at=layer9: the network has no such stage"),
-        ("shared_layers", {"branch_at": "7"}, "there is no stage 7; the stages are 0=stem, 1=layer1, 2=layer2, 3=decoder"),
+        (
+            "shared_layers",
+            {"branch_at": "7"},
+            "there is no stage 7; the stages are 0=stem, 1=layer1, 2=layer2, 3=decoder",
+        ),
         ("mmoe", {"branch_at": "layer2"}, "leaves no backbone stage for the mmoe experts; branch at an earlier stage"),
         ("mmoe", {"num_experts": 0}, "mmoe needs at least one expert"),
         ("cross_stitch", {"stitch_init": 1.5}, r"must be in \[0, 1\]"),

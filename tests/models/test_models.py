@@ -27,7 +27,9 @@ def test_backbone_stages_report_their_channels(name):
 
 
 def test_predictions_have_task_shapes():
-    model = SharedLayersModel(lambda: build_backbone("small_cnn", width=8), tasks("cls", "seg", "depth", "normals", "edges", "multilabel"))
+    model = SharedLayersModel(
+        lambda: build_backbone("small_cnn", width=8), tasks("cls", "seg", "depth", "normals", "edges", "multilabel")
+    )
     out, features = model(torch.randn(2, 3, 32, 32), return_features=True)
     assert out["cls"].shape == (2, 4)
     assert out["seg"].shape == (2, 5, 32, 32)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from models.helpers import batch, losses, model
 from torch import nn
 
 from mtl_cli.models.base import MultiTaskModel
 from mtl_cli.relation.affinity import AffinityTracker
-from models.helpers import batch, losses, model
 
 
 class Line(MultiTaskModel):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from models.helpers import model
 from torch import nn
 
 from mtl_cli.errors import UserError
 from mtl_cli.models.base import MultiTaskModel
 from mtl_cli.relation.regularizer import RelationRegularizer
-from models.helpers import model
 
 
 class Toy(MultiTaskModel):

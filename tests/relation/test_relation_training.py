@@ -6,12 +6,12 @@ import csv
 
 import pytest
 import torch
+from conftest import TINY
 from hydra import compose, initialize_config_dir
 
-from conftest import TINY
 from mtl_cli.config import CONFIG_DIR, register_configs, validate
-from mtl_cli.engine.checkpoint import load_checkpoint
 from mtl_cli.engine.build import build_trainer
+from mtl_cli.engine.checkpoint import load_checkpoint
 from mtl_cli.engine.run import train_run
 from mtl_cli.relation.learner import learned_matrix
 
@@ -56,9 +56,7 @@ def test_learned_relation_writes_matrices_in_task_order_and_feeds_back(tmp_path)
     assert relation.task_names == ["cls", "seg", "depth"]
     rows = list(csv.reader((tmp_path / "relations.csv").open()))
     assert rows[0] == ["epoch", "measure", "task", "cls", "seg", "depth"]
-    assert [r[:3] for r in rows[1:7]] == [
-        ["1", m, t] for m in ("cosine", "lookahead") for t in ("cls", "seg", "depth")
-    ]
+    assert [r[:3] for r in rows[1:7]] == [["1", m, t] for m in ("cosine", "lookahead") for t in ("cls", "seg", "depth")]
     assert [r[0] for r in rows[7:]] == ["all"] * 6
     cosine = torch.tensor([[float(v) for v in r[3:]] for r in rows[1:4]])
     torch.testing.assert_close(cosine.diagonal(), torch.ones(3), rtol=0, atol=1e-5)
@@ -71,8 +69,13 @@ def test_learned_relation_writes_matrices_in_task_order_and_feeds_back(tmp_path)
 @pytest.mark.slow
 def test_resumed_learned_relation_continues_exactly(tmp_path):
     """Stopped after epoch 1 and resumed: the same relations.csv, coupling and weights as one run."""
-    args = ("task=cls+seg+depth", "relation=learned", "relation.every_n_steps=3", "relation.lambda=0.1",
-            "trainer.vis_images=0")
+    args = (
+        "task=cls+seg+depth",
+        "relation=learned",
+        "relation.every_n_steps=3",
+        "relation.lambda=0.1",
+        "trainer.vis_images=0",
+    )
     train_run(tiny_cfg(*args), tmp_path / "whole")
     train_run(tiny_cfg(*args, "trainer.max_steps=4"), tmp_path / "first")  # 4 steps = epoch 1 of 2
     assert load_checkpoint(tmp_path / "first" / "checkpoints" / "last.pt")["relation"]["tracker"]["run_count"] == 2

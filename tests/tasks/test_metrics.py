@@ -285,12 +285,12 @@ def test_normals_valid_mask():
 def edge_example():
     """5x5 example.  GT = column 2.  Pred = column 3 rows 0-3, (2,2) and (4,0).
 
-        GT          pred
-        . . X . .   . . . P .
-        . . X . .   . . . P .
-        . . X . .   . . P P .
-        . . X . .   . . . P .
-        . . X . .   P . . . .
+    GT          pred
+    . . X . .   . . . P .
+    . . X . .   . . . P .
+    . . X . .   . . P P .
+    . . X . .   . . . P .
+    . . X . .   P . . . .
     """
     gt = torch.zeros(1, 1, 5, 5)
     gt[0, 0, :, 2] = 1

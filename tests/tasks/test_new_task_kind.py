@@ -99,7 +99,9 @@ def _write_folder(root: Path, n_train: int = 8, n_val: int = 4) -> Path:
         for i in range(n):
             image = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
             Image.fromarray(image).save(root / split / "images" / f"img_{i}.png")
-            Image.fromarray(rng.integers(0, 3, size=(h, w)).astype(np.uint8)).save(root / split / "seg" / f"img_{i}.png")
+            Image.fromarray(rng.integers(0, 3, size=(h, w)).astype(np.uint8)).save(
+                root / split / "seg" / f"img_{i}.png"
+            )
             np.save(root / split / "brightness" / f"img_{i}.npy", (image.mean(axis=2) / 255.0).astype(np.float32))
     return root
 

@@ -76,4 +76,3 @@ def test_static_weights_are_used_by_ew_and_fixed(name):
 def test_negative_or_nan_weights_are_errors(value):
     with pytest.raises(UserError, match=r"loss\.weights\.seg=.*a loss weight must be a finite number >= 0"):
         compose_config("weighting=fixed", f"loss.weights.seg={value}")
-

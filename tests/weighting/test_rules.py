@@ -239,7 +239,9 @@ def test_aligned_mtl_rank_deficient_and_scale_modes():
     singular = torch.linalg.svdvals(g)[:2]
     # aligned aligned^T = sigma_min^2 times the projector onto the range of G G^T
     eigenvalues = torch.linalg.eigvalsh(aligned @ aligned.T)
-    assert eigenvalues.tolist() == pytest.approx([0.0, singular.min().item() ** 2, singular.min().item() ** 2], abs=1e-9)
+    assert eigenvalues.tolist() == pytest.approx(
+        [0.0, singular.min().item() ** 2, singular.min().item() ** 2], abs=1e-9
+    )
     rmse = alignment_matrix(g @ g.T, "rmse") @ g
     assert torch.linalg.svdvals(rmse)[0] == pytest.approx((singular**2).mean().sqrt().item())
     median = alignment_matrix(g @ g.T, "median") @ g

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import TINY, read_summary, run_cli, run_dirs
+
 from mtl_cli.engine.run import train_run
 from mtl_cli.weighting import METHODS, GradientWeighting
 
@@ -34,12 +34,19 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-@pytest.mark.parametrize("name, options", METHOD_MODES, ids=[f"{n}-{o.get('grad_on', 'loss')}" for n, o in METHOD_MODES])
+@pytest.mark.parametrize(
+    "name, options", METHOD_MODES, ids=[f"{n}-{o.get('grad_on', 'loss')}" for n, o in METHOD_MODES]
+)
 def test_tiny_run_per_method_records_the_weights(tmp_path, name, options):
     overrides = [f"weighting.{k}={v}" for k, v in options.items()]
     cfg = compose_config(
-        "task=cls+seg", f"weighting={name}", *overrides,
-        "trainer.epochs=1", "trainer.max_steps=2", "trainer.log_every_n_steps=1", "trainer.vis_images=0",
+        "task=cls+seg",
+        f"weighting={name}",
+        *overrides,
+        "trainer.epochs=1",
+        "trainer.max_steps=2",
+        "trainer.log_every_n_steps=1",
+        "trainer.vis_images=0",
     )
     summary = train_run(cfg, tmp_path)
     assert summary["status"] == "completed" and summary["steps"] == 2
@@ -61,7 +68,14 @@ def test_tiny_run_per_method_records_the_weights(tmp_path, name, options):
 def test_sweep_over_fixed_weights_one_run_each(tmp_path):
     run_cli(
         "mtl_cli.train",
-        ["-m", *SMALL, "trainer.epochs=1", "trainer.log_every_n_steps=1", "weighting=fixed", "loss.weights.seg=0.5,2.0"],
+        [
+            "-m",
+            *SMALL,
+            "trainer.epochs=1",
+            "trainer.log_every_n_steps=1",
+            "weighting=fixed",
+            "loss.weights.seg=0.5,2.0",
+        ],
         cwd=tmp_path,
     )
     runs = run_dirs(tmp_path)

@@ -34,7 +34,9 @@ def reference(method, setup: Setup, model):
     return {
         "params": per_task_grads(differentiated, shared),
         "features": per_task_grads(differentiated, [features]),
-        "heads": [flat(torch.autograd.grad(loss, head, retain_graph=True)) for loss, head in zip(differentiated, heads)],
+        "heads": [
+            flat(torch.autograd.grad(loss, head, retain_graph=True)) for loss, head in zip(differentiated, heads)
+        ],
         "features_tensor": features,
         "shared": shared,
     }
@@ -44,7 +46,9 @@ def test_every_method_has_a_mode_here():
     assert {name for name, _ in METHOD_MODES} == set(METHODS)
 
 
-@pytest.mark.parametrize("name, options", METHOD_MODES, ids=[f"{n}-{o.get('grad_on', 'loss')}" for n, o in METHOD_MODES])
+@pytest.mark.parametrize(
+    "name, options", METHOD_MODES, ids=[f"{n}-{o.get('grad_on', 'loss')}" for n, o in METHOD_MODES]
+)
 def test_one_step_gives_every_parameter_the_right_gradient(setup, name, options):
     model = setup.fresh_model()
     names = [t.name for t in setup.tasks]
@@ -64,9 +68,11 @@ def test_one_step_gives_every_parameter_the_right_gradient(setup, name, options)
     gradient_method = isinstance(method, GradientWeighting)
     if gradient_method and method.needs_features:
         combined = weights @ expected["features"]
-        want = flat(torch.autograd.grad(
-            expected["features_tensor"], expected["shared"], combined.view_as(expected["features_tensor"])
-        ))
+        want = flat(
+            torch.autograd.grad(
+                expected["features_tensor"], expected["shared"], combined.view_as(expected["features_tensor"])
+            )
+        )
     else:
         basis = method.average if isinstance(method, DBMTL) else expected["params"]
         want = weights @ basis
@@ -191,7 +197,9 @@ def test_features_mode_needs_a_representation(setup):
         method.backward(torch.stack(losses), ctx)
 
 
-@pytest.mark.parametrize("name, options", METHOD_MODES, ids=[f"{n}-{o.get('grad_on', 'loss')}" for n, o in METHOD_MODES])
+@pytest.mark.parametrize(
+    "name, options", METHOD_MODES, ids=[f"{n}-{o.get('grad_on', 'loss')}" for n, o in METHOD_MODES]
+)
 def test_state_survives_a_checkpoint_round_trip(setup, name, options):
     method = build_weighting(name, ["cls", "seg"], [1.0, 1.0], {"name": name, **options})
     train_step(method, setup.fresh_model(), setup)
@@ -215,8 +223,15 @@ def test_fp16_loss_scale_multiplies_the_gradients_and_nothing_else(setup, name):
             losses = [_ScaleGradient.apply(loss, grad_scale) for loss in losses]
         shared = model.shared_parameters()
         heads = [p for t in setup.tasks for p in model.task_parameters(t.name)]
-        ctx = StepContext(shared, features if method.needs_features else None, 0, 1, grad_scale=grad_scale,
-                          task_losses=losses, task_params=heads)
+        ctx = StepContext(
+            shared,
+            features if method.needs_features else None,
+            0,
+            1,
+            grad_scale=grad_scale,
+            task_losses=losses,
+            task_params=heads,
+        )
         weights = method.backward(torch.stack(losses), ctx)
         own = [p.grad.clone() for p in method.parameters() if p.requires_grad]
         results.append((weights, flat([p.grad for p in model.parameters()]), own))

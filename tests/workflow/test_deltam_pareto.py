@@ -51,9 +51,16 @@ def _run(name: str, tasks: list[str], config: dict, status: str = "completed") -
 
 
 def test_baselines_match_the_closest_config_ignoring_tasks_and_loss_weights():
-    run_config = {"optim.lr": 0.01, "backbone.width": 8, "tasks.cls.kind": "cls", "tasks.seg.kind": "seg",
-                  "loss.weights.seg": 2.0}
-    near = _run("near", ["cls"], {"optim.lr": 0.01, "backbone.width": 8, "tasks.cls.kind": "cls", "loss.weights.cls": 1.0})
+    run_config = {
+        "optim.lr": 0.01,
+        "backbone.width": 8,
+        "tasks.cls.kind": "cls",
+        "tasks.seg.kind": "seg",
+        "loss.weights.seg": 2.0,
+    }
+    near = _run(
+        "near", ["cls"], {"optim.lr": 0.01, "backbone.width": 8, "tasks.cls.kind": "cls", "loss.weights.cls": 1.0}
+    )
     far = _run("far", ["cls"], {"optim.lr": 0.1, "backbone.width": 8, "tasks.cls.kind": "cls"})
     failed = _run("failed", ["cls"], {"optim.lr": 0.01, "backbone.width": 8}, status="failed")
     seg = _run("seg", ["seg"], {"optim.lr": 0.1, "backbone.width": 16})
@@ -84,6 +91,8 @@ def test_pareto_front_of_hand_made_points():
 
 
 def test_pareto_plot_is_written(tmp_path):
-    front = plot_pareto(tmp_path / "p.png", [(0.1, 0.9), (0.5, 0.5), (0.3, 0.3)], ["a", "b", "c"], ("x", "y"), (True, True))
+    front = plot_pareto(
+        tmp_path / "p.png", [(0.1, 0.9), (0.5, 0.5), (0.3, 0.3)], ["a", "b", "c"], ("x", "y"), (True, True)
+    )
     assert front == [0, 1]
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

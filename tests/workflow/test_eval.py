@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import TINY, read_summary, run_cli
+from wf_helpers import compose_cfg, one_thread  # noqa: F401 (autouse)
+
 from mtl_cli.engine.checkpoint import load_checkpoint
 from mtl_cli.engine.eval_run import EvalOptions, evaluate_checkpoint
 from mtl_cli.engine.run import train_run
 from mtl_cli.errors import UserError
 from mtl_cli.eval import main as eval_main
-from wf_helpers import compose_cfg, one_thread  # noqa: F401 (autouse)
 
 SETTINGS = ["optim.lr=0.01", "trainer.epochs=3", "trainer.vis_images=0", "trainer.progress=false"]
 
@@ -60,8 +60,15 @@ def test_best_checkpoint_split_and_overrides(run, tmp_path, monkeypatch, capsys)
     assert best["metrics"] == summary["best_metrics"] and best["epoch"] == summary["best_epoch"]
     out_file = tmp_path / "m.json"
     code, out, _ = _eval_cli(
-        monkeypatch, capsys, f"ckpt={run}", "split=train", "data.num_train=48", "trainer.batch_size=5",
-        "task=seg+cls", "backbone=small_cnn", f"output={out_file}",
+        monkeypatch,
+        capsys,
+        f"ckpt={run}",
+        "split=train",
+        "data.num_train=48",
+        "trainer.batch_size=5",
+        "task=seg+cls",
+        "backbone=small_cnn",
+        f"output={out_file}",
     )
     assert code == 0 and "train split, 48 images" in out
     assert json.loads(out_file.read_text())["images"] == 48
@@ -100,9 +107,29 @@ def test_corrupt_and_malicious_checkpoints(run, tmp_path, monkeypatch, capsys):
     code, _, err = _eval_cli(monkeypatch, capsys, "ckpt=cut.pt")
     assert code == 2 and "truncated or corrupt" in err
     code, _, err = _eval_cli(monkeypatch, capsys)
-    assert code == 0  # no arguments: the usage
+    assert code == 2 and err.startswith("usage: mtl-eval")  # no arguments: the usage, as an error (issue 12.13)
     code, _, err = _eval_cli(monkeypatch, capsys, "split=val")
     assert code == 2 and "no checkpoint given" in err
     with pytest.raises(UserError, match="does not exist"):
         evaluate_checkpoint(EvalOptions("nowhere.pt"))
     assert load_checkpoint(run / "checkpoints" / "last.pt")["overrides"] == [*TINY, *SETTINGS]
+
+
+def test_eval_never_replaces_a_file_it_did_not_write(run, tmp_path, monkeypatch, capsys):
+    """Issue 12.1: output= at a checkpoint or a summary is refused; overwrite=true replaces atomically."""
+    checkpoint = run / "checkpoints" / "last.pt"
+    before = {p: p.read_bytes() for p in (checkpoint, run / "summary.json")}
+    for target in before:
+        code, _, err = _eval_cli(monkeypatch, capsys, f"ckpt={run}", f"output={target}")
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and "already exists" in lines[0] and "overwrite=true" in lines[0], err
+    assert all(p.read_bytes() == data for p, data in before.items())
+    code, _, err = _eval_cli(monkeypatch, capsys, f"ckpt={run}", f"output={run}")
+    assert code == 2 and "is a directory" in err
+    other = tmp_path / "notes.json"
+    other.write_text("{}")
+    code, _, _ = _eval_cli(monkeypatch, capsys, f"ckpt={run}", f"output={other}", "overwrite=true")
+    assert code == 0 and json.loads(other.read_text())["split"] == "val"
+    assert not list(tmp_path.glob(".*.tmp"))
+    code, _, _ = _eval_cli(monkeypatch, capsys, f"ckpt={run}", f"output={other}")  # its own earlier result
+    assert code == 0

@@ -9,14 +9,14 @@ import subprocess
 import numpy as np
 import pytest
 import torch
-
 from conftest import REPO
+from wf_helpers import compose_cfg, one_thread  # noqa: F401 (autouse)
+
 from mtl_cli.commands import command_line, resume_command
 from mtl_cli.engine.provenance import environment_record, git_record, library_versions
-from mtl_cli.engine.run import train_run
 from mtl_cli.engine.rng import capture_rng_state, restore_rng_state
+from mtl_cli.engine.run import train_run
 from mtl_cli.errors import UserError
-from wf_helpers import compose_cfg, one_thread  # noqa: F401 (autouse)
 
 
 def test_environment_names_versions_and_the_checkout_commit():

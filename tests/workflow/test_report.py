@@ -39,8 +39,13 @@ def sweep(tmp_path: Path) -> Path:
     write_run(root / "0", "completed", ["cls"], ["task=cls"], {"cls": {"accuracy": 0.5}})
     write_run(root / "1", "completed", ["seg"], ["task=seg"], {"seg": {"miou": 0.4, "pixel_accuracy": 0.8}})
     weights = "loss.weights.seg"
-    write_run(root / "2", "completed", ["cls", "seg"], ["task=cls+seg", f"{weights}=0.5"],
-              {"cls": {"accuracy": 0.6}, "seg": {"miou": 0.3, "pixel_accuracy": 0.8}})
+    write_run(
+        root / "2",
+        "completed",
+        ["cls", "seg"],
+        ["task=cls+seg", f"{weights}=0.5"],
+        {"cls": {"accuracy": 0.6}, "seg": {"miou": 0.3, "pixel_accuracy": 0.8}},
+    )
     write_run(root / "3", "failed", ["cls", "seg"], ["task=cls+seg", f"{weights}=2.0"], error="the loss became NaN")
     killed = write_run(root / "4", "running", ["cls", "seg"], ["task=cls+seg", f"{weights}=4.0"])
     (killed / "checkpoints").mkdir()
@@ -85,10 +90,20 @@ def test_baselines_from_elsewhere_and_best_metrics(tmp_path):
     write_run(base / "0", "completed", ["cls"], ["task=cls"], {"cls": {"accuracy": 0.5}})
     write_run(base / "1", "completed", ["seg"], ["task=seg"], {"seg": {"miou": 0.5, "pixel_accuracy": 0.5}})
     sweep = tmp_path / "sweep"
-    write_run(sweep / "0", "completed", ["cls", "seg"], ["loss.weights.seg=1.0"],
-              {"cls": {"accuracy": 1.0}, "seg": {"miou": 0.5, "pixel_accuracy": 0.5}})
-    write_run(sweep / "1", "completed", ["cls", "seg"], ["loss.weights.seg=2.0"],
-              {"cls": {"accuracy": 0.5}, "seg": {"miou": 0.75, "pixel_accuracy": 1.0}})
+    write_run(
+        sweep / "0",
+        "completed",
+        ["cls", "seg"],
+        ["loss.weights.seg=1.0"],
+        {"cls": {"accuracy": 1.0}, "seg": {"miou": 0.5, "pixel_accuracy": 0.5}},
+    )
+    write_run(
+        sweep / "1",
+        "completed",
+        ["cls", "seg"],
+        ["loss.weights.seg=2.0"],
+        {"cls": {"accuracy": 0.5}, "seg": {"miou": 0.75, "pixel_accuracy": 1.0}},
+    )
     without = build_report([sweep])
     assert [r.delta_m for r in without.rows] == [None, None]
     assert "no completed single-task run of cls, seg" in without.rows[0].note

@@ -12,18 +12,25 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import REPO, TINY, cli_env, read_summary, run_cli
+from wf_helpers import compose_cfg, csv_rows, make_trainer, one_thread, same_weights, start_train, wait_for  # noqa: F401
+
 from mtl_cli.engine.checkpoint import load_checkpoint
 from mtl_cli.engine.resume import ResumePoint
 from mtl_cli.engine.run import train_run
 from mtl_cli.engine.rundir import claim_directory
 from mtl_cli.engine.signals import StopOnSignal, TrainingInterrupted
 from mtl_cli.errors import UserError
-from wf_helpers import compose_cfg, csv_rows, make_trainer, one_thread, same_weights, start_train, wait_for  # noqa: F401
 
 # 8 steps per epoch, so a signal sent after epoch 1 lands in the middle of training.
-ARGS = [*TINY, "data.num_train=128", "trainer.epochs=3", "optim.lr=0.01", "trainer.vis_images=0", "trainer.progress=false"]
+ARGS = [
+    *TINY,
+    "data.num_train=128",
+    "trainer.epochs=3",
+    "optim.lr=0.01",
+    "trainer.vis_images=0",
+    "trainer.progress=false",
+]
 COMPARED = ("metrics", "best_metrics", "best_epoch", "epochs", "steps", "monitor")
 
 
@@ -51,16 +58,28 @@ def test_under_torchrun_a_repeated_signal_does_not_abort(monkeypatch):
 # Methods with state beyond the model (learned, loss history, random, previous solution, EMA),
 # architectures with their own shared parts, and gradient accumulation.
 STATEFUL = [
-    ("weighting=uw",), ("weighting=dwa",), ("weighting=rlw",), ("weighting=famo",), ("weighting=gradnorm",),
-    ("weighting=gradvac",), ("weighting=nash_mtl",), ("arch=mtan",), ("arch=cross_stitch",), ("trainer.accumulate=2",),
+    ("weighting=uw",),
+    ("weighting=dwa",),
+    ("weighting=rlw",),
+    ("weighting=famo",),
+    ("weighting=gradnorm",),
+    ("weighting=gradvac",),
+    ("weighting=nash_mtl",),
+    ("arch=mtan",),
+    ("arch=cross_stitch",),
+    ("trainer.accumulate=2",),
 ]
 
 
 def _interrupt_and_resume(tmp_path: Path, monkeypatch, overrides: tuple[str, ...], stop_step: int):
     """Train uninterrupted; train again with SIGTERM sent during optimiser step ``stop_step``; resume that."""
     base = (
-        "data.num_train=96", "optim.lr=0.01", "trainer.progress=false", "trainer.vis_images=0",
-        "trainer.log_every_n_steps=2", *overrides,
+        "data.num_train=96",
+        "optim.lr=0.01",
+        "trainer.progress=false",
+        "trainer.vis_images=0",
+        "trainer.log_every_n_steps=2",
+        *overrides,
     )
     cfg = compose_cfg(*base)
     reference = make_trainer(cfg, tmp_path / "ref")
@@ -116,7 +135,7 @@ def test_exact_resume_with_stateful_methods_architectures_and_accumulation(tmp_p
 def reference(tmp_path_factory) -> Path:
     """An uninterrupted run with ARGS (in this process: what mtl-train runs, without the start-up)."""
     run_dir = tmp_path_factory.mktemp("reference") / "ref"
-    train_run(compose_cfg(*ARGS[len(TINY):]), run_dir, overrides=ARGS)
+    train_run(compose_cfg(*ARGS[len(TINY) :]), run_dir, overrides=ARGS)
     return run_dir
 
 
@@ -147,7 +166,7 @@ def test_sigkill_after_an_epoch_then_resume_is_bit_identical(tmp_path, reference
 
     # Resumed in this process (the CLI path of resume is exercised by the SIGINT test below).
     resumed = tmp_path / "resumed"
-    train_run(compose_cfg(*ARGS[len(TINY):], f"trainer.resume={tmp_path / 'killed'}"), resumed)
+    train_run(compose_cfg(*ARGS[len(TINY) :], f"trainer.resume={tmp_path / 'killed'}"), resumed)
     _assert_same_run(resumed, reference)
     source = str(tmp_path / "killed" / "checkpoints" / "last.pt")
     assert read_summary(resumed)["resumed_from"] == {"checkpoint": source, "epoch": epoch}
@@ -183,11 +202,29 @@ def test_sigint_stops_after_the_step_saves_and_prints_the_resume_command(tmp_pat
 def test_ranks_agree_on_stopping_under_torchrun(tmp_path):
     (tmp_path / "tmp").mkdir()
     env = {**cli_env(), "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path / "tmp")}
-    args = [*ARGS, "data.num_train=512", "trainer.batch_norm=frozen", "trainer.log_every_n_steps=2", "hydra.run.dir=ddp"]
+    args = [
+        *ARGS,
+        "data.num_train=512",
+        "trainer.batch_norm=frozen",
+        "trainer.log_every_n_steps=2",
+        "hydra.run.dir=ddp",
+    ]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-         str(REPO / "mtl_cli" / "train.py"), *args],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--standalone",
+            str(REPO / "mtl_cli" / "train.py"),
+            *args,
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     log = tmp_path / "ddp" / "train.log"
     try:
@@ -232,7 +269,7 @@ def test_malicious_or_mismatched_checkpoint_is_refused_on_resume(tmp_path, monke
     with pytest.raises(UserError, match=r"trained for task=cls\+seg, not task=cls; resume with the run's own"):
         ResumePoint.load(compose_cfg("task=cls", f"trainer.resume={reference}"))
     with pytest.raises(UserError, match=r"arch|backbone.width=8 \(asked: 16\)"):
-        ResumePoint.load(compose_cfg(*ARGS[len(TINY):], "backbone.width=16", f"trainer.resume={reference}"))
+        ResumePoint.load(compose_cfg(*ARGS[len(TINY) :], "backbone.width=16", f"trainer.resume={reference}"))
     with pytest.raises(UserError, match="does not exist"):
         ResumePoint.load(compose_cfg("trainer.resume=nowhere"))
     (tmp_path / "empty_run").mkdir()

@@ -6,13 +6,13 @@ import csv
 from pathlib import Path
 
 import pytest
+from conftest import TINY, read_summary, run_cli
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
+from wf_helpers import one_thread  # noqa: F401 (autouse)
 
-from conftest import TINY, read_summary, run_cli
 from mtl_cli.config import CONFIG_DIR, register_configs
 from mtl_cli.report import main as report_main
-from wf_helpers import one_thread  # noqa: F401 (autouse)
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +51,14 @@ def test_weight_sweep_with_baselines_reports_delta_m(workdir, capsys):
     # One bad value: that job fails, the others still run, the sweep exits non-zero and the report lists it.
     proc = run_cli(
         "mtl_cli.train",
-        ["-m", "task=cls+seg", "loss.weights.seg=0.5,2.0,-1.0", *ARGS, "sweep.baselines=[base]", "hydra.sweep.dir=weights"],
+        [
+            "-m",
+            "task=cls+seg",
+            "loss.weights.seg=0.5,2.0,-1.0",
+            *ARGS,
+            "sweep.baselines=[base]",
+            "hydra.sweep.dir=weights",
+        ],
         cwd=workdir,
         check=False,
     )
@@ -84,11 +91,20 @@ def test_optuna_searches_the_loss_weight_for_delta_m(workdir):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")  # the [sweep] extra (part of [dev])
     run_cli(
         "mtl_cli.train",
-        ["hparams_search=loss_weights", "hydra.sweeper.n_trials=2", *ARGS, "sweep.baselines=[base]", "hydra.sweep.dir=optuna"],
+        [
+            "hparams_search=loss_weights",
+            "hydra.sweeper.n_trials=2",
+            *ARGS,
+            "sweep.baselines=[base]",
+            "hydra.sweep.dir=optuna",
+        ],
         cwd=workdir,
     )
     sweep = workdir / "optuna"
-    weights = [float(dict(o.split("=", 1) for o in read_summary(sweep / str(i))["overrides"])["loss.weights.seg"]) for i in (0, 1)]
+    weights = [
+        float(dict(o.split("=", 1) for o in read_summary(sweep / str(i))["overrides"])["loss.weights.seg"])
+        for i in (0, 1)
+    ]
     assert all(0.1 <= w <= 10.0 for w in weights) and weights[0] != weights[1]
     rows = _csv(sweep / "report.csv")
     result = OmegaConf.load(sweep / "optimization_results.yaml")
@@ -105,7 +121,9 @@ def test_joblib_launcher_runs_jobs_in_parallel_processes(workdir):
         cwd=workdir,
     )
     for i in (0, 1):  # the same configs as the baselines: the same results, whichever process ran them
-        assert read_summary(workdir / "parallel" / str(i))["metrics"] == read_summary(workdir / "base" / str(i))["metrics"]
+        assert (
+            read_summary(workdir / "parallel" / str(i))["metrics"] == read_summary(workdir / "base" / str(i))["metrics"]
+        )
     assert len(_csv(workdir / "parallel" / "report.csv")) == 2
 
 
@@ -123,7 +141,9 @@ def test_slurm_launcher_config_composes():
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")  # the [slurm] extra (part of [dev])
     register_configs()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"], return_hydra_config=True)
+        cfg = compose(
+            "train", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"], return_hydra_config=True
+        )
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
     assert (launcher.partition, launcher.gpus_per_node, launcher.timeout_min) == ("gpu", 1, 240)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY, cli_env
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from conftest import TINY, cli_env
 from mtl_cli.config import CONFIG_DIR, register_configs, validate
 from mtl_cli.engine.build import build_trainer
 from mtl_cli.engine.trainer import Trainer
@@ -59,8 +59,12 @@ def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool
 def start_train(args: list[str], cwd: Path) -> subprocess.Popen:
     """``mtl-train`` in a child process (stdout/stderr captured as text)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "mtl_cli.train", *args], cwd=cwd, env=cli_env(),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "mtl_cli.train", *args],
+        cwd=cwd,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 

@@ -1,4 +1,4 @@
-"""Procedurally generated "shapes" scenes with consistent labels for six tasks.
+"""Procedurally generated "shapes" scenes with consistent labels for seven tasks.
 
 Every scene is rendered once from an explicit 3-D description and all labels are read
 off that single render, so the tasks are genuinely related. ``scene`` samples the 3-D

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,19 +12,20 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mtl_cli.utils.files import atomic_write
 from mtl_cli.data.shapes.render import FORMAT_VERSION, TASK_NAMES, generate_scenes
+from mtl_cli.errors import UserError
+from mtl_cli.utils.files import atomic_write
 
 
-def _cache_path(cache_dir: str | os.PathLike[str], num: int, image_size: int, seed: int,
-                max_objects: int) -> Path:
+def _cache_path(cache_dir: str | os.PathLike[str], num: int, image_size: int, seed: int, max_objects: int) -> Path:
     key = repr(("shapes", FORMAT_VERSION, int(num), int(image_size), int(seed), int(max_objects)))
     digest = hashlib.sha256(key.encode()).hexdigest()[:20]
     return Path(cache_dir) / f"shapes_v{FORMAT_VERSION}_{digest}.npz"
 
 
-def _load_or_generate(num: int, image_size: int, seed: int, max_objects: int,
-                      cache_dir: str | os.PathLike[str] | None) -> dict[str, np.ndarray]:
+def _load_or_generate(
+    num: int, image_size: int, seed: int, max_objects: int, cache_dir: str | os.PathLike[str] | None
+) -> dict[str, np.ndarray]:
     if cache_dir is None:
         return generate_scenes(num, image_size, seed, max_objects)
     path = _cache_path(cache_dir, num, image_size, seed, max_objects)
@@ -31,32 +33,45 @@ def _load_or_generate(num: int, image_size: int, seed: int, max_objects: int,
         try:
             with np.load(path, allow_pickle=False) as f:
                 arrays = {key: f[key] for key in f.files}
-            if set(arrays) == {"image", *TASK_NAMES} and arrays["image"].shape == (
-                num, 3, image_size, image_size
-            ):
+            if set(arrays) == {"image", *TASK_NAMES} and arrays["image"].shape == (num, 3, image_size, image_size):
                 return arrays
-        except (OSError, ValueError, EOFError):
-            pass  # corrupt / foreign file: regenerate and overwrite
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+            pass  # truncated / corrupt / foreign file: regenerate and replace it
     arrays = generate_scenes(num, image_size, seed, max_objects)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path, "wb") as f:
-        np.savez(f, **arrays)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path, "wb") as f:
+            np.savez(f, **arrays)
+    except OSError as exc:
+        raise UserError(
+            f"data.cache_dir={cache_dir}: cannot write the cache file {path} ({exc.strerror or exc}); "
+            f"give a writable directory or drop data.cache_dir"
+        ) from exc
     return arrays
 
 
 class ShapesDataset(Dataset):
     """Dataset over generated scenes; item = {"image": float32 Tensor[3,H,W] normalised with mean/std, "cls": int64 scalar tensor,
-    "seg": int64 [H,W], "depth": float32 [1,H,W], "normals": float32 [3,H,W], "edges": float32 [1,H,W], "multilabel": float32 [K]}
-    restricted to the requested `tasks` (a sequence of task names among those six keys).
+    "seg": int64 [H,W], "depth": float32 [1,H,W], "normals": float32 [3,H,W], "edges": float32 [1,H,W], "multilabel": float32 [K],
+    "det": float32 [S,5] box rows padded with label -1} restricted to the requested `tasks` (a sequence of
+    task names among those seven keys).
 
     All scenes are generated (or loaded from ``cache_dir``) once in ``__init__`` and held
     as tensors; ``__getitem__`` only returns views. Items share memory with the dataset:
     do not modify them in place.
     """
 
-    def __init__(self, num: int, image_size: int, seed: int, tasks: Sequence[str],
-                 mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.25, 0.25, 0.25),
-                 cache_dir: str | None = None, max_objects: int = 3) -> None:
+    def __init__(
+        self,
+        num: int,
+        image_size: int,
+        seed: int,
+        tasks: Sequence[str],
+        mean: Sequence[float] = (0.5, 0.5, 0.5),
+        std: Sequence[float] = (0.25, 0.25, 0.25),
+        cache_dir: str | None = None,
+        max_objects: int = 3,
+    ) -> None:
         """Generate (or load from ``cache_dir``) ``num`` scenes of ``image_size``^2 pixels.
 
         Args:

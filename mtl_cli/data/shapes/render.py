@@ -14,6 +14,11 @@ Labels (all derived from the *visible* surfaces only):
 * ``multilabel``: kinds with at least one visible pixel.
 * ``depth`` / ``normals``: the z-buffered surface, normals are exact unit normals of
   the surface that produced the depth.
+* ``det``: one box per visible object instance, tight around its visible pixels
+  (``xyxy``, exclusive right / bottom edges), its shape kind as class; instances with
+  fewer than ``default_min_pixels(H, W)`` visible pixels (0.4 % of the image) are left
+  out (:func:`mtl_cli.tasks.detection.boxes.boxes_from_instances`). Stored as
+  ``[max_objects, 5]`` rows ``(x1, y1, x2, y2, kind)`` per scene, padded with kind ``-1``.
 * ``edges``: ``1`` at every pixel whose visible *instance* differs from at least one
   of its 4-neighbours inside the image (both sides of a boundary are marked;
   background counts as one instance).  Two touching objects of the same kind
@@ -42,15 +47,17 @@ import numpy as np
 
 from mtl_cli.data.shapes import scene
 from mtl_cli.data.shapes.scene import NUM_SHAPE_CLASSES, POLYGONS, TAN_HALF_FOV, normalize
+from mtl_cli.tasks.detection.boxes import boxes_from_instances, default_min_pixels
 
-TASK_NAMES: tuple[str, ...] = ("cls", "seg", "depth", "normals", "edges", "multilabel")
+TASK_NAMES: tuple[str, ...] = ("cls", "seg", "depth", "normals", "edges", "multilabel", "det")
 """Label keys produced by :func:`generate_scenes` (besides ``image``)."""
 
-FORMAT_VERSION: int = 2
+FORMAT_VERSION: int = 3
 """Bump whenever the generator's output changes; it is part of the cache key."""
 
 _CHUNK = 128  # scenes per render batch (fixed: part of the deterministic noise stream)
 _MAX_THREADS = 4
+
 
 def _pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     """Camera-ray components ``U`` [W] and ``V`` [H]; the ray of pixel (r, c) is (U[c], V[r], -1)."""
@@ -86,8 +93,7 @@ def _plane_basis(normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return e1, e2
 
 
-def _sphere_depth(centre: np.ndarray, radius: np.ndarray, uu: np.ndarray, vv: np.ndarray,
-                  rr: np.ndarray) -> np.ndarray:
+def _sphere_depth(centre: np.ndarray, radius: np.ndarray, uu: np.ndarray, vv: np.ndarray, rr: np.ndarray) -> np.ndarray:
     """Nearest ray/sphere intersection depth [b, H, W]; ``inf`` where the ray misses."""
     rc = _lin(centre, uu, vv)  # ray . C
     c2 = (np.sum(centre**2, axis=-1) - radius**2).astype(np.float32)
@@ -101,8 +107,15 @@ def _sphere_depth(centre: np.ndarray, radius: np.ndarray, uu: np.ndarray, vv: np
     return depth
 
 
-def _polygon_depth(kind: int, centre: np.ndarray, normal: np.ndarray, radius: np.ndarray,
-                   rot: np.ndarray, uu: np.ndarray, vv: np.ndarray) -> np.ndarray:
+def _polygon_depth(
+    kind: int,
+    centre: np.ndarray,
+    normal: np.ndarray,
+    radius: np.ndarray,
+    rot: np.ndarray,
+    uu: np.ndarray,
+    vv: np.ndarray,
+) -> np.ndarray:
     """Depth [b, H, W] of flat polygons of one ``kind`` on tilted planes; ``inf`` outside.
 
     A point ``t * r`` of the plane ``n . P = n . C`` lies outside the in-plane line
@@ -148,8 +161,14 @@ def _gaussian_noise(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndar
     return np.take(_gaussian_table(), idx)
 
 
-def _render(p: dict[str, np.ndarray], h: int, w: int, noise_rng: np.random.Generator,
-            out: dict[str, np.ndarray], want_meta: bool) -> None:
+def _render(
+    p: dict[str, np.ndarray],
+    h: int,
+    w: int,
+    noise_rng: np.random.Generator,
+    out: dict[str, np.ndarray],
+    want_meta: bool,
+) -> None:
     """Render the scenes described by ``p`` into the (pre-allocated) arrays of ``out``."""
     b, s = p["kind"].shape
     k = NUM_SHAPE_CLASSES
@@ -179,8 +198,9 @@ def _render(p: dict[str, np.ndarray], h: int, w: int, noise_rng: np.random.Gener
             if kind == 0:
                 d = _sphere_depth(p["centre"][sel, j], p["radius"][sel, j], uu, vv, rr)
             else:
-                d = _polygon_depth(kind, p["centre"][sel, j], p["normal"][sel, j],
-                                   p["radius"][sel, j], p["rot"][sel, j], uu, vv)
+                d = _polygon_depth(
+                    kind, p["centre"][sel, j], p["normal"][sel, j], p["radius"][sel, j], p["rot"][sel, j], uu, vv
+                )
             z = zbuf[sel]
             closer = d < z
             np.copyto(z, d, where=closer)
@@ -234,6 +254,7 @@ def _render(p: dict[str, np.ndarray], h: int, w: int, noise_rng: np.random.Gener
     out["_visible"][...] = obj_count.sum(axis=1)
     if want_meta:
         out["instance"][...] = inst
+    _write_boxes(inst, p["kind"], out["det"])
 
     # --- image: Lambertian shading * albedo (+ checker texture on the background) ---
     ldir = p["light_dir"].astype(np.float32)
@@ -279,6 +300,18 @@ def _render(p: dict[str, np.ndarray], h: int, w: int, noise_rng: np.random.Gener
     np.clip(image, 0.0, 1.0, out=image)
 
 
+def _write_boxes(inst: np.ndarray, kinds: np.ndarray, det: np.ndarray) -> None:
+    """``det`` rows ``(x1, y1, x2, y2, kind)`` of every visible instance (min-pixels rule), padded with -1."""
+    h, w = inst.shape[-2:]
+    min_pixels = default_min_pixels(h, w)
+    det[...] = 0
+    det[..., 4] = -1
+    for i in range(inst.shape[0]):
+        boxes, labels = boxes_from_instances(inst[i], kinds[i].tolist(), min_pixels)
+        det[i, : len(labels), :4] = boxes.numpy()
+        det[i, : len(labels), 4] = labels.numpy()
+
+
 def _alloc(n: int, h: int, w: int, s: int, want_meta: bool) -> dict[str, np.ndarray]:
     k = NUM_SHAPE_CLASSES
     out = {
@@ -289,6 +322,7 @@ def _alloc(n: int, h: int, w: int, s: int, want_meta: bool) -> dict[str, np.ndar
         "normals": np.empty((n, 3, h, w), dtype=np.float32),
         "edges": np.empty((n, 1, h, w), dtype=np.float32),
         "multilabel": np.empty((n, k), dtype=np.float32),
+        "det": np.empty((n, s, 5), dtype=np.float32),
         "_visible": np.empty((n,), dtype=np.int64),
     }
     if want_meta:
@@ -298,8 +332,9 @@ def _alloc(n: int, h: int, w: int, s: int, want_meta: bool) -> dict[str, np.ndar
     return out
 
 
-def _render_all(p: dict[str, np.ndarray], h: int, w: int, noise_ss: np.random.SeedSequence,
-                want_meta: bool) -> dict[str, np.ndarray]:
+def _render_all(
+    p: dict[str, np.ndarray], h: int, w: int, noise_ss: np.random.SeedSequence, want_meta: bool
+) -> dict[str, np.ndarray]:
     n, s = p["kind"].shape
     out = _alloc(n, h, w, s, want_meta)
     starts = list(range(0, n, _CHUNK))
@@ -308,8 +343,14 @@ def _render_all(p: dict[str, np.ndarray], h: int, w: int, noise_ss: np.random.Se
 
     def job(i: int) -> None:
         sl = slice(starts[i], starts[i] + _CHUNK)
-        _render({key: v[sl] for key, v in p.items()}, h, w, np.random.default_rng(seeds[i]),
-                {key: v[sl] for key, v in out.items()}, want_meta)
+        _render(
+            {key: v[sl] for key, v in p.items()},
+            h,
+            w,
+            np.random.default_rng(seeds[i]),
+            {key: v[sl] for key, v in out.items()},
+            want_meta,
+        )
 
     workers = min(_MAX_THREADS, os.cpu_count() or 1, len(starts))
     if workers <= 1:
@@ -321,8 +362,7 @@ def _render_all(p: dict[str, np.ndarray], h: int, w: int, noise_ss: np.random.Se
     return out
 
 
-def _generate(num: int, image_size: int, seed: int, max_objects: int = 3,
-              return_meta: bool = False) -> dict[str, Any]:
+def _generate(num: int, image_size: int, seed: int, max_objects: int = 3, return_meta: bool = False) -> dict[str, Any]:
     """Implementation of :func:`generate_scenes`; ``return_meta`` adds ground-truth extras
     (``instance``, ``bg_depth``, ``object_depth`` [N, S, H, W] with ``inf`` where the object
     is absent, and ``params``) used by the tests."""
@@ -367,9 +407,10 @@ def generate_scenes(num: int, image_size: int, seed: int, max_objects: int = 3) 
       edges:      float32 [N,1,H,W] 1 on object boundaries (where the visible object instance changes between
                                   4-neighbours, incl. object/background; both sides marked), else 0
       multilabel: float32 [N,K] 1 if that shape kind is visible in the image
+      det:        float32 [N,S,5] rows (x1, y1, x2, y2, kind) of the visible instances (S = max_objects),
+                                  padded with kind -1 (see the module docstring for the min-pixels rule)
 
     Deterministic in ``(num, image_size, seed, max_objects)``; every scene shows at least
     one object. See the module docstring for the camera model and scene content.
     """
     return _generate(num, image_size, seed, max_objects, return_meta=False)
-

@@ -6,13 +6,16 @@ optimiser steps and at ``max_steps``), so nothing runs on the other steps;
 ``on_train_epoch_end`` after the epoch's last batch (before the scheduler step and
 validation); ``on_epoch_end`` after validation; ``on_stop`` when a stop signal is acted
 on. ``on_fit_end`` and ``on_exception`` run in reverse list order (the first callback
-started is the last to finish).
+started is the last to finish). ``on_run_end`` runs last, once the run's final records
+(pictures, summary.json) are written, whether the run completed or not: ``mtl_cli.engine.run``
+calls it through ``Trainer.end_run``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mtl_cli.engine.state import EpochProgress
@@ -84,6 +87,9 @@ class Callback:
 
     def on_exception(self, trainer: Trainer, exc: BaseException) -> None:
         """``fit`` is ending with ``exc`` (also ``TrainingInterrupted``)."""
+
+    def on_run_end(self, trainer: Trainer, summary: Mapping[str, Any]) -> None:
+        """The run's records are written; ``summary`` is its summary.json (``status`` says how it ended)."""
 
     def state_dict(self) -> Mapping[str, Any] | None:
         """Resumable state, or ``None``."""

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from mtl_cli.engine.callbacks.base import Callback, StepRecord
+from mtl_cli.engine.callbacks.base import Callback, EpochRecord, StepRecord
 from mtl_cli.utils.files import MetricsLog
 
 if TYPE_CHECKING:
@@ -21,8 +22,10 @@ class WeightHistory(Callback):
 
     At every log point it logs one line and, with a ``run_dir``, appends a row to
     ``weights.csv`` (opened at the first row, so that rows a resumed run carries over
-    come first). At the end of training it draws ``weights.png`` from the CSV, so the
-    picture covers resumed runs too.
+    come first). An epoch without a log point (fewer steps than ``log_every_n_steps``)
+    gets one row at its end with the epoch's mean weights, so every run has a history.
+    At the end of training it draws ``weights.png`` from the CSV, so the picture covers
+    resumed runs too.
     """
 
     def __init__(self, run_dir: Path | None, task_names: Sequence[str]) -> None:
@@ -30,9 +33,21 @@ class WeightHistory(Callback):
         self.run_dir = run_dir
         self.csv_path = run_dir / "weights.csv" if run_dir else None
         self.rows: MetricsLog | None = None
+        self.recorded_epoch: int | None = None  # the epoch of the latest row
 
     def on_step_end(self, trainer: Trainer, step: StepRecord) -> None:
         self.record(step.step, step.epoch, list(step.weights.values()), step.report)
+
+    def state_dict(self) -> Mapping[str, Any] | None:
+        """The epoch of the latest row, so a resumed epoch does not add an end-of-epoch row twice."""
+        return {"recorded_epoch": self.recorded_epoch}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.recorded_epoch = state.get("recorded_epoch")
+
+    def on_epoch_end(self, trainer: Trainer, record: EpochRecord) -> None:
+        if self.recorded_epoch != record.epoch:
+            self.record(record.step, record.epoch, [record.weights[t] for t in self.task_names], {})
 
     def on_fit_end(self, trainer: Trainer) -> None:
         if self.run_dir is not None:
@@ -43,6 +58,7 @@ class WeightHistory(Callback):
         shown = " ".join(f"{t} {w:.4g}" for t, w in zip(self.task_names, weights))
         extra = " ".join(f"{k} {v:.3f}" for k, v in report.items())
         log.info("step %d (epoch %d): weights %s%s", step, epoch, shown, f" | {extra}" if extra else "")
+        self.recorded_epoch = epoch
         if self.csv_path is not None:
             if self.rows is None:
                 self.rows = MetricsLog(self.csv_path)

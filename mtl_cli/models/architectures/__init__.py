@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from omegaconf import DictConfig
 
 from mtl_cli.config.schema import ArchConfig
 from mtl_cli.errors import UserError
-from mtl_cli.models.architectures import cross_stitch, mmoe, mtan, shared_layers, shared_weights
+from mtl_cli.models.architectures import cross_stitch, grouped, mmoe, mtan, shared_layers, shared_weights
 from mtl_cli.models.architectures.common import BackboneFactory
 from mtl_cli.models.base import MultiTaskModel
 from mtl_cli.tasks import Task
@@ -30,6 +30,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "cross_stitch": Architecture(cross_stitch.build, ("stitch_init",)),
     "mtan": Architecture(mtan.build),
     "mmoe": Architecture(mmoe.build, ("branch_at", "num_experts")),
+    "grouped": Architecture(grouped.build, ("branch_at", "groups", "warmup_steps")),
 }
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(ArchConfig) if f.name != "name"}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -46,7 +46,6 @@ def stage_copies(backbone: Backbone, make_backbone: BackboneFactory, start: int,
     return [nn.Sequential(*source.stages[start:]) for source in sources[:count]]
 
 
-
 def run_stages(stages: Iterable[nn.Module], x: Tensor) -> list[Tensor]:
     """The output of every stage of ``stages`` applied in order to ``x``."""
     outputs = []
@@ -67,3 +66,16 @@ def pack(tensors: Sequence[Tensor]) -> tuple[Tensor, list[Tensor]]:
     sizes = [t[0].numel() for t in tensors]
     views = [v.view(t.shape) for v, t in zip(flat.split(sizes, dim=1), tensors)]
     return flat, views
+
+
+def trunk_outputs(trunk: nn.Sequential, images: Tensor, packed: bool) -> tuple[Tensor, list[Tensor]]:
+    """The shared features and the stage outputs of ``trunk`` on ``images``.
+
+    The shared features are the last stage's output, or, with ``packed`` and several
+    stages, all the outputs packed into one tensor (``pack``) whose views are returned
+    as the stage outputs, so that the heads read the shared features.
+    """
+    outputs = run_stages(trunk, images)
+    if packed and len(outputs) > 1:
+        return pack(outputs)
+    return outputs[-1], outputs

@@ -94,9 +94,7 @@ class MTANModel(MultiTaskModel):
         self.inner = nn.ModuleList(inner for inner, _ in parts)
         self.last = nn.ModuleList(last for _, last in parts)
         inner_channels = self._inner_channels()
-        self.attention = nn.ModuleDict(
-            {t.name: TaskAttention(inner_channels, backbone.stage_channels) for t in tasks}
-        )
+        self.attention = nn.ModuleDict({t.name: TaskAttention(inner_channels, backbone.stage_channels) for t in tasks})
         self.heads = nn.ModuleDict({t.name: t.build_head(backbone.stage_channels) for t in tasks})
 
     @torch.no_grad()

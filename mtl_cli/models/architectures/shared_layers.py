@@ -9,12 +9,20 @@ decoder, leaving only the output projections per task, which is ``arch=shared_we
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from mtl_cli.models.architectures.common import BackboneFactory, pack, resolve_branch, run_stages, stage_copies
+from mtl_cli.models.architectures.common import (
+    BackboneFactory,
+    resolve_branch,
+    run_stages,
+    stage_copies,
+    trunk_outputs,
+)
 from mtl_cli.models.base import MultiTaskModel
-from mtl_cli.models.heads import DenseDecoder, DenseProjection, ImageHead
+from mtl_cli.models.heads import DenseDecoder
 from mtl_cli.tasks import Task
 
 DECODER = "decoder"
@@ -26,12 +34,12 @@ class SharedLayersModel(MultiTaskModel):
     A task's head reads the outputs of all the stages it passes through, shared and own:
     every head fuses them all (skip connections); an image-level head then pools.
     Shared features: the shared stage outputs the task blocks read, packed into one
-    ``[B, D]`` tensor (``common.pack``) when there are several (every head reads every
-    one), else the trunk's output. With the decoder shared (and at least one dense task)
-    every task reads the decoder's output: dense tasks through a 1x1 convolution,
-    image-level tasks through global pooling (``ImageHead``); the shared features are
-    then the decoder's output. The shared decoder is as wide as the widest
-    ``tasks.<t>.head_channels`` of the dense tasks.
+    ``[B, D]`` tensor (``common.trunk_outputs``) when there are several (every head reads
+    every one), else the trunk's output. With the decoder shared (and at least one dense
+    task) every task reads the decoder's output, each through its ``Task.build_projection``
+    (dense tasks a 1x1 convolution, image-level tasks global pooling and a linear layer);
+    the shared features are then the decoder's output. The shared decoder is as wide as
+    the widest ``tasks.<t>.head_channels`` of the dense tasks.
     """
 
     per_task_modules = ("branches", "heads")
@@ -49,33 +57,44 @@ class SharedLayersModel(MultiTaskModel):
         dense = [t for t in tasks if t.dense]
         self.decoder = DenseDecoder(channels, max(t.head_channels for t in dense)) if cut > stages and dense else None
         if self.decoder is None:
-            self.heads = nn.ModuleDict({t.name: t.build_head(channels) for t in tasks})
+            self.heads = task_heads(tasks, channels)
         else:
             width = self.decoder.out_channels
-            self.heads = nn.ModuleDict(
-                {
-                    t.name: DenseProjection(width, t.out_channels, t.output_offset, t.output_scale)
-                    if t.dense
-                    else ImageHead([width], t.head_channels, t.out_channels)
-                    for t in tasks
-                }
-            )
+            self.heads = nn.ModuleDict({t.name: t.build_projection(width) for t in tasks})
 
     def forward(self, images: Tensor, return_features: bool = False):  # type: ignore[override]
         size = (images.shape[-2], images.shape[-1])
-        shared = run_stages(self.trunk, images)
         if self.decoder is not None:
-            fused = self.decoder(shared)
+            fused = self.decoder(run_stages(self.trunk, images))
             preds = {name: self.heads[name]([fused], size) for name in self.task_names}
             return (preds, fused) if return_features else preds
-        features = shared[-1]
-        if return_features and len(shared) > 1:
-            features, shared = pack(shared)
-        preds = {}
+        features, shared = trunk_outputs(self.trunk, images, packed=return_features)
+        preds: dict[str, Tensor] = {}
         for name in self.task_names:
-            own = run_stages(self.branches[name], shared[-1]) if len(self.branches[name]) else []
-            preds[name] = self.heads[name]([*shared, *own], size)
+            preds.update(branch_predictions(shared, self.branches[name], self.heads, [name], size))
         return (preds, features) if return_features else preds
+
+
+def task_heads(tasks: Sequence[Task], channels: Sequence[int]) -> nn.ModuleDict:
+    """One head per task (``Task.build_head``) reading stage outputs with ``channels`` channels."""
+    return nn.ModuleDict({t.name: t.build_head(channels) for t in tasks})
+
+
+def branch_predictions(
+    shared: Sequence[Tensor],
+    branch: nn.Sequential,
+    heads: Mapping[str, nn.Module],
+    names: Sequence[str],
+    size: tuple[int, int],
+) -> dict[str, Tensor]:
+    """The predictions of the tasks ``names`` that share ``branch`` after the trunk's stage outputs ``shared``.
+
+    The branch runs once on the trunk's last output; each task's head reads the trunk's
+    and the branch's stage outputs (``size``: the input's spatial size). Hard sharing (one
+    branch per task) and grouped sharing (one branch per group) both go through here.
+    """
+    own = run_stages(branch, shared[-1]) if len(branch) else []
+    return {name: heads[name]([*shared, *own], size) for name in names}
 
 
 def build(arch: DictConfig, make_backbone: BackboneFactory, tasks: list[Task]) -> MultiTaskModel:
