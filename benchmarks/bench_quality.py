@@ -88,7 +88,11 @@ def commit() -> str:
 def main() -> None:
     args = parser().parse_args()
     command = shlex.join(["python", "benchmarks/bench_quality.py", *sys.argv[1:]])
-    sections = [f"Command: `{command}`", f"Commit: `{commit()}`", f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"]
+    sections = [
+        f"Command: `{command}`",
+        f"Commit: `{commit()}`",
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}",
+    ]
     for suite in args.suites:
         tasks, extra = SUITES[suite]
         folder = args.out / suite.replace("+", "_")

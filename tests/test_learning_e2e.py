@@ -17,8 +17,14 @@ from mtl_cli.engine.build import build_tasks
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 SMALL = [
-    "task=seg+depth+normals+edges", "data.num_train=384", "data.num_val=96", "data.image_size=48",
-    "backbone.width=16", "trainer.batch_size=32", "trainer.epochs=3", "trainer.vis_images=0",
+    "task=seg+depth+normals+edges",
+    "data.num_train=384",
+    "data.num_val=96",
+    "data.image_size=48",
+    "backbone.width=16",
+    "trainer.batch_size=32",
+    "trainer.epochs=3",
+    "trainer.vis_images=0",
 ]
 # primary metric -> how much better than the trivial predictor it must be (absolute, in its direction)
 MARGINS = {"seg": ("miou", 0.10), "depth": ("abs_err", 0.25), "normals": ("mean_angle", 1.5), "edges": ("ods_f", 0.2)}
@@ -29,7 +35,9 @@ def trivial_from_val_labels(overrides: list[str]) -> dict[str, dict[str, float]]
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = validate(compose("train", overrides=overrides))
     tasks = build_tasks(cfg)
-    _, val_set = build_datasets(cfg.data, [t.name for t in tasks], {t.name: {**t.settings, "kind": t.kind} for t in tasks})
+    _, val_set = build_datasets(
+        cfg.data, [t.name for t in tasks], {t.name: {**t.settings, "kind": t.kind} for t in tasks}
+    )
     items = [val_set[i] for i in range(len(val_set))]
     return {t.name: t.trivial_metrics([item[t.name].unsqueeze(0) for item in items]) for t in tasks}
 

@@ -20,7 +20,6 @@ OPTIMIZERS: dict[str, Callable[[Sequence[dict], DictConfig], Optimizer]] = {
 }
 
 
-
 def _total_steps(cfg: DictConfig, steps_per_epoch: int) -> int:
     """The optimiser steps the run will take (``trainer.max_steps`` caps them)."""
     total = cfg.trainer.epochs * steps_per_epoch

@@ -6,8 +6,8 @@ import csv
 
 import pytest
 import torch
-from torch import nn
 from models.helpers import ARCHS, batch, losses, model
+from torch import nn
 
 from mtl_cli.errors import UserError
 from mtl_cli.models.architectures.common import run_stages

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from models.helpers import ARCHS, batch, losses, model
 
 from mtl_cli.models import build_backbone
 from mtl_cli.models.architectures.common import pack
 from mtl_cli.models.heads import DenseDecoder, DenseHead
 from mtl_cli.weighting.gradients import check_representation
-from models.helpers import ARCHS, batch, losses, model
 
 BACKBONES = ["small_cnn", "resnet18", "mobilenet_v3_small"]
 

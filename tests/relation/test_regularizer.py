@@ -102,6 +102,10 @@ def test_nothing_to_couple_is_a_user_error():
 def test_the_default_architecture_couples_the_per_task_decoders_of_cls_and_seg():
     net = model("shared_layers", ("cls", "seg"))  # the default: the whole backbone shared
     reg = RelationRegularizer(net, [[0, 1], [1, 0]], strength=0.1)
-    names = {name for name, param in net.task_named_parameters("cls").items() if any(param is p for m in reg.blocks for _, p in m)}
+    names = {
+        name
+        for name, param in net.task_named_parameters("cls").items()
+        if any(param is p for m in reg.blocks for _, p in m)
+    }
     assert names and all(name.startswith("heads.decoder.") for name in names)
     assert reg.value() == pytest.approx(reg.penalty().item()) and reg.value() > 0

@@ -33,9 +33,13 @@ def write_run(folder: Path, tasks: list[str], seed: int, metrics: dict, trivial:
 def seeds(tmp_path: Path) -> Path:
     root = tmp_path / "multirun"
     for seed in range(3):
-        write_run(root / f"cls{seed}", ["cls"], seed, {"cls": {"accuracy": 0.5 + 0.1 * seed}}, {"cls": {"accuracy": 0.25}})
+        write_run(
+            root / f"cls{seed}", ["cls"], seed, {"cls": {"accuracy": 0.5 + 0.1 * seed}}, {"cls": {"accuracy": 0.25}}
+        )
         write_run(root / f"seg{seed}", ["seg"], seed, {"seg": {"miou": 0.4}})
-        write_run(root / f"both{seed}", ["cls", "seg"], seed, {"cls": {"accuracy": 0.6 + 0.1 * seed}, "seg": {"miou": 0.4}})
+        write_run(
+            root / f"both{seed}", ["cls", "seg"], seed, {"cls": {"accuracy": 0.6 + 0.1 * seed}, "seg": {"miou": 0.4}}
+        )
     return root
 
 
