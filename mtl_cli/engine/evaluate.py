@@ -55,10 +55,11 @@ def trivial_metrics(tasks: Sequence[Task], loader: Iterable[Mapping]) -> dict[st
     targets: dict[str, list[Tensor]] = {task.name: [] for task in tasks}
     for batch in loader:
         for task in tasks:
-            targets[task.name].append(batch[task.name])
+            if task.name in batch:  # data=multi: each validation batch holds only its own task
+                targets[task.name].append(batch[task.name])
     results = {}
     for task in tasks:
-        values = task.trivial_metrics(targets[task.name])
+        values = task.trivial_metrics(targets[task.name]) if targets[task.name] else None
         if values is not None:
             results[task.name] = values
     return results

@@ -71,7 +71,7 @@ def test_precision_state_round_trip():
 def test_bf16_training_on_cpu_autocasts_the_forward():
     trainer = build("trainer.precision=bf16", "trainer.max_steps=2")
     seen = []
-    hook = trainer.model.trunk.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    hook = trainer.model.trunk[-1].register_forward_hook(lambda module, args, out: seen.append(out.dtype))
     losses, _ = trainer.train_epoch(1)
     hook.remove()
     assert seen and set(seen) == {torch.bfloat16}
