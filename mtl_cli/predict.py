@@ -11,10 +11,11 @@ from mtl_cli.inference.predict import PREDICT_DEFAULTS, PredictSettings, run_pre
 USAGE = """usage: mtl-predict ckpt=<run dir or .pt> input=<image | folder | glob> output=<dir> [key=value ...]
 
 Rebuilds the model from the checkpoint's own config and predicts every task on each image
-(resized as in training; dense outputs mapped back to the image's size). Writes per image
-and task: seg <name>.<task>.png (colours) + .index.png (class ids); depth .png (16-bit,
-depth x 1000) + .npy; normals .png (RGB); edges .png; <name>.overview.png; and
-predictions.json / predictions.csv with the classes, top-k probabilities and labels.
+(resized as in training; dense outputs and boxes mapped back to the image's size). Writes
+per image and task: seg <name>.<task>.png (colours) + .index.png (class ids); depth .png
+(16-bit, depth x 1000) + .npy; normals .png (RGB); edges .png; det .json (boxes, scores,
+classes) + .png (boxes drawn on the image); <name>.overview.png; and predictions.json /
+predictions.csv with the classes, top-k probabilities and labels.
 
 settings: batch_size=16 device=auto|cpu|cuda top_k=5 overwrite=false progress=true
 """

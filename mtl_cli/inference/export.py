@@ -2,7 +2,7 @@
 
 The exported graph takes one normalised ``image`` batch ``[N, 3, H, W]`` (``N`` free, ``H`` and
 ``W`` fixed to the training size) and has one named output per task: the raw head output,
-whose meaning the sidecar spells out per task kind.
+whose meaning the sidecar spells out per task kind (for ``det`` also how to decode boxes).
 
 ONNX goes through torch's ``torch.export``-based exporter (``dynamo=True``): the TorchScript-based
 one cannot express mtan's attention resizing (adaptive pooling to a size read from a tensor
@@ -23,7 +23,10 @@ import torch
 from torch import Tensor, nn
 
 from mtl_cli.errors import UserError, one_line
+from mtl_cli.inference.detection import export_decoding, output_shape
 from mtl_cli.inference.loading import TrainedModel
+from mtl_cli.tasks import Task
+from mtl_cli.tasks.detection.task import DetectionTask
 from mtl_cli.utils.files import write_json
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".ts.pt"}
@@ -39,6 +42,11 @@ OUTPUT_MEANINGS = {
     "depth": ("[N, 1, H, W]", "depth per pixel, in the units of the training labels"),
     "normals": ("[N, 3, H, W]", "surface normal per pixel before normalisation; divide by its L2 norm over C"),
     "edges": ("[N, 1, H, W]", "edge logits; sigmoid gives the edge probability"),
+    "det": (
+        "[N, C, ceil(H/4), ceil(W/4)]",
+        "CenterNet-style raw output on a stride-4 grid: per-class centre-heatmap logits, then four box "
+        "channels per cell; 'decoding' says how to turn it into boxes",
+    ),
 }
 
 
@@ -82,18 +90,17 @@ def sidecar(trained: TrainedModel, fmt: str, model_file: Path, size: tuple[int, 
                 f"task {task.name} is of kind {task.kind}, whose output mtl-export cannot describe; "
                 f"export a checkpoint without it"
             )
-        shape, meaning = OUTPUT_MEANINGS[task.kind]
-        outputs.append(
-            {
-                "name": task.name,
-                "kind": task.kind,
-                "shape": shape.replace("C", str(task.out_channels))
-                .replace("H", str(size[0]))
-                .replace("W", str(size[1])),
-                "meaning": meaning,
-                "classes": trained.class_names(task),
-            }
-        )
+        template, meaning = OUTPUT_MEANINGS[task.kind]
+        entry = {
+            "name": task.name,
+            "kind": task.kind,
+            "shape": _shape(task, template, size),
+            "meaning": meaning,
+            "classes": trained.class_names(task),
+        }
+        if isinstance(task, DetectionTask):
+            entry["decoding"] = export_decoding(task)
+        outputs.append(entry)
     return {
         "format": EXPORT_FORMAT,
         "version": EXPORT_VERSION,
@@ -113,6 +120,13 @@ def sidecar(trained: TrainedModel, fmt: str, model_file: Path, size: tuple[int, 
         },
         "outputs": outputs,
     }
+
+
+def _shape(task: Task, template: str, size: tuple[int, int]) -> str:
+    """``task``'s output shape for an ``size = (H, W)`` input, its kind's ``template`` filled in."""
+    if isinstance(task, DetectionTask):
+        return output_shape(task, size)
+    return template.replace("C", str(task.out_channels)).replace("H", str(size[0])).replace("W", str(size[1]))
 
 
 def default_output(trained: TrainedModel, fmt: str) -> Path:

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
@@ -142,14 +141,14 @@ def _predict_batch(
     rows = []
     for i, item in enumerate(batch):
         size = tuple(item.original.shape[-2:])
+        input_size = tuple(item.prepared.shape[-2:])
         records, decoded = {}, {}
         for task in trained.tasks:
-            raw = outputs[task.name][i].float()
-            if task.dense and tuple(raw.shape[-2:]) != size:
-                raw = F.interpolate(raw[None], size=size, mode="bilinear", align_corners=False)[0]
-            decoded[task.name] = decode(task, raw)
+            decoded[task.name] = decode(task, outputs[task.name][i], input_size, size)
             names = trained.class_names(task)
-            records[task.name] = write_prediction(task, decoded[task.name], folder, item.image.name, names, top_k)
+            records[task.name] = write_prediction(
+                task, decoded[task.name], folder, item.image.name, names, top_k, item.original
+            )
         save_overview(folder / f"{item.image.name}.overview.png", item.original, trained.tasks, decoded, records)
         rows.append(
             {

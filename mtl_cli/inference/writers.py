@@ -1,7 +1,7 @@
 """What ``mtl-predict`` writes for one image and task, by task kind.
 
 Image-level tasks (``cls``, ``multilabel``) return a record for the run's
-``predictions.json`` / ``predictions.csv``; dense tasks write files named
+``predictions.json`` / ``predictions.csv``; dense tasks and ``det`` write files named
 ``<image name>.<task>[.<what>].<ext>`` and return their names.
 """
 
@@ -13,11 +13,14 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
 from mtl_cli.errors import UserError
+from mtl_cli.inference.detection import boxes_to_image, detection_records
 from mtl_cli.tasks import Task
+from mtl_cli.utils.files import write_json
 
 DEPTH_PNG_SCALE = 1000.0  # 16-bit depth PNG values are depth * 1000 (millimetres for metres)
 MULTILABEL_THRESHOLD = 0.5
@@ -49,25 +52,43 @@ def output_files(task: Task, name: str) -> list[str]:
         "depth": [f"{base}.png", f"{base}.npy"],
         "normals": [f"{base}.png"],
         "edges": [f"{base}.png"],
+        "det": [f"{base}.json", f"{base}.png"],
     }
     if task.kind not in files:
         raise UserError(f"task {task.name} is of kind {task.kind}, for which mtl-predict has no output format")
     return files[task.kind]
 
 
-def decode(task: Task, raw: Tensor) -> Tensor:
-    """One image's prediction from its raw head output: probabilities for ``cls``, else ``task.predict``."""
+def decode(task: Task, raw: Tensor, input_size: tuple[int, int], size: tuple[int, int]) -> Tensor:
+    """One image's prediction from its raw head output, in the pixels of the original image.
+
+    The model saw the image resized to ``input_size``; ``size`` is the image's own ``(H, W)``.
+    ``cls`` gives probabilities, other kinds ``task.predict``: dense outputs are resized
+    (bilinear) to ``size`` first, ``det`` boxes are mapped to ``size`` after decoding.
+    """
     raw = raw.detach().float().cpu()
     if task.kind == "cls":
         return torch.softmax(raw, dim=0)
-    return task.predict(raw[None])[0]
+    if task.dense and tuple(raw.shape[-2:]) != tuple(size):
+        raw = F.interpolate(raw[None], size=size, mode="bilinear", align_corners=False)[0]
+    prediction = task.predict(raw[None])[0]
+    if task.kind == "det":
+        return boxes_to_image(prediction, input_size, size)
+    return prediction
 
 
 def write_prediction(
-    task: Task, prediction: Tensor, out_dir: Path, name: str, names: Sequence[str] | None, top_k: int
+    task: Task,
+    prediction: Tensor,
+    out_dir: Path,
+    name: str,
+    names: Sequence[str] | None,
+    top_k: int,
+    image: Tensor,
 ) -> dict[str, Any]:
     """Write ``task``'s decoded ``prediction`` (see ``decode``) for the image called ``name``.
 
+    ``image`` is the input image (RGB ``[3, H, W]`` in [0, 1]) that ``det`` draws its boxes on.
     Returns the record of the prediction (image-level tasks) or of the files written.
     """
     files = output_files(task, name)
@@ -75,6 +96,10 @@ def write_prediction(
         return _classification(prediction, names, top_k)
     if task.kind == "multilabel":
         return _multilabel(prediction, names)
+    if task.kind == "det":
+        write_json(out_dir / files[0], detection_records(prediction, names))
+        Image.fromarray(task.draw_on_image(image, prediction)[0]).save(out_dir / files[1])
+        return {"files": files, "boxes": len(prediction)}
     if task.kind == "seg":
         index = prediction.numpy().astype(np.int64)
         Image.fromarray(picture_rgb(task, prediction)).save(out_dir / files[0])

@@ -13,7 +13,7 @@ from mtl_cli.engine.build import build_tasks
 from mtl_cli.engine.checkpoint import save_checkpoint
 from mtl_cli.models import build_model
 
-ALL_TASKS = ("cls", "seg", "depth", "normals", "edges", "multilabel")
+ALL_TASKS = ("cls", "seg", "depth", "normals", "edges", "multilabel", "det")
 
 
 def _arch(arch: str, tasks) -> dict:

@@ -51,7 +51,7 @@ def _check_exports_match_pytorch(tmp_path, arch: str, tasks=ALL_TASKS) -> None:
 
 
 def test_onnx_and_torchscript_match_pytorch(tmp_path):
-    _check_exports_match_pytorch(tmp_path, "shared_layers", tasks=("cls", "seg"))
+    _check_exports_match_pytorch(tmp_path, "shared_layers", tasks=("cls", "seg", "det"))
 
 
 @pytest.mark.e2e

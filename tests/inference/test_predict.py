@@ -23,7 +23,7 @@ SIZES = {"a.jpg": (40, 50), "b.png": (64, 64), "sub/c.png": (20, 30)}
 def run_dir(tmp_path_factory) -> Path:
     """A run of every shapes task, one tiny epoch, trained through the CLI."""
     root = tmp_path_factory.mktemp("train")
-    args = [*TINY, "trainer.epochs=1", "trainer.vis_images=0", "task=cls+seg+depth+normals+edges+multilabel"]
+    args = [*TINY, "trainer.epochs=1", "trainer.vis_images=0", "task=cls+seg+depth+normals+edges+multilabel+det"]
     run_cli("mtl_cli.train", args, cwd=root)
     (found,) = run_dirs(root)
     return found
@@ -59,6 +59,14 @@ def _check_outputs(out: Path) -> None:
         assert normals.mode == "RGB" and normals.size == (w, h)
         edges = Image.open(out / f"{name}.edges.png")
         assert edges.mode == "L" and edges.size == (w, h)
+        boxes = json.loads((out / f"{name}.det.json").read_text())
+        for box in boxes:
+            x1, y1, x2, y2 = box["box"]
+            assert 0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h  # in the original image's pixels
+            assert box["name"] == ("circle", "square", "triangle", "star")[box["class"]] and 0 < box["score"] <= 1
+        overlay = Image.open(out / f"{name}.det.png")
+        scale = -(-128 // max(h, w))  # small images are drawn upscaled, as in val_predictions.png
+        assert overlay.mode == "RGB" and overlay.size == (w * scale, h * scale)
         assert Image.open(out / f"{name}.overview.png").format == "PNG"
     assert not list(out.glob("broken*"))
     table = json.loads((out / "predictions.json").read_text())
@@ -69,6 +77,10 @@ def _check_outputs(out: Path) -> None:
     assert cls["name"] in ("circle", "square", "triangle", "star") and len(cls["top_k"]) == 4
     assert abs(sum(e["probability"] for e in cls["top_k"]) - 1.0) < 1e-5
     assert set(first["tasks"]["multilabel"]["probabilities"]) == {"circle", "square", "triangle", "star"}
+    assert first["tasks"]["det"] == {
+        "files": ["a.det.json", "a.det.png"],
+        "boxes": len(json.loads((out / "a.det.json").read_text())),
+    }
     assert list(table["skipped"]) == [str(Path(table["images"][0]["image"]).parent / "broken.jpg")]
     with (out / "predictions.csv").open() as handle:
         rows = list(csv.DictReader(handle))

@@ -18,10 +18,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import batched_nms
 
-__all__ = ["STRIDE", "CenterNetHead", "cell_boxes", "cell_regression", "decode", "grid_size"]
+__all__ = ["NMS_IOU", "STRIDE", "CenterNetHead", "cell_boxes", "cell_regression", "decode", "grid_size"]
 
 STRIDE: int = 4
 """Input pixels per output cell."""
+NMS_IOU: float = 0.7
+"""IoU above which :func:`decode`'s class-wise NMS drops the lower-scoring of two boxes."""
 
 _MAX_LOG_SIZE = 10.0  # keeps exp() finite on wild early outputs
 
@@ -116,7 +118,7 @@ def decode(
     score_thresh: float = 0.01,
     max_dets: int = 100,
     image_size: tuple[int, int] | None = None,
-    nms_iou: float = 0.7,
+    nms_iou: float = NMS_IOU,
 ) -> list[dict[str, Tensor]]:
     """Detections per image from the raw head output ``[B, K + 4, h, w]``.
 
