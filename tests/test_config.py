@@ -76,6 +76,13 @@ def test_defaults_and_typed_values():
     assert task_weights(cfg) == {"cls": 1.0, "seg": 1.0}
 
 
+def test_detection_trains_four_epochs_by_default_unless_told():
+    assert composed("task=det").trainer.epochs == 4
+    assert composed("task=seg+det").trainer.epochs == 4
+    assert composed("task=seg+det", "trainer.epochs=2").trainer.epochs == 2
+    assert composed("task=cls+seg").trainer.epochs == 3
+
+
 def test_loss_weight_override():
     cfg = validate(composed("loss.weights.seg=2"))
     assert task_weights(cfg) == {"cls": 1.0, "seg": 2.0}
