@@ -1,7 +1,7 @@
 """The project's results table: single-task baselines and multi-task runs over seeds, Δm, cost per step.
 
-Suites (``--suites``): ``cls+seg`` and ``dense`` (seg+depth+normals+edges) on shapes, and
-``multimnist`` (left+right, the Sener & Koltun setting). Each suite trains every one of
+Suites (``--suites``): ``cls+seg``, ``dense`` (seg+depth+normals+edges) and ``seg+det`` (at
+detection's 4 epochs) on shapes, and ``multimnist`` (left+right, the Sener & Koltun setting). Each suite trains every one of
 its tasks alone, then all of them together with every method of ``--methods``, for every
 seed of ``--seeds``, one ``mtl-train`` process at a time (with the repository's defaults
 plus ``--overrides``). ``mtl-report`` reads the runs; the table (mean ± std over seeds of
@@ -31,6 +31,7 @@ SUITES: dict[str, tuple[list[str], list[str]]] = {  # name -> (tasks, extra over
     "cls+seg": (["cls", "seg"], []),
     "dense": (["seg", "depth", "normals", "edges"], []),
     "multimnist": (["left", "right"], ["data=multimnist"]),
+    "seg+det": (["seg", "det"], ["trainer.epochs=4"]),  # det's default budget (configs/task/det.yaml)
 }
 METHODS = ["ew", "uw", "dwa", "famo", "db_mtl", "mgda", "pcgrad", "cagrad", "nash_mtl"]
 

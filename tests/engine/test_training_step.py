@@ -25,7 +25,9 @@ def test_accumulating_k_batches_equals_one_batch_k_times_larger():
     for trainer in (big, accumulated, small):
         trainer.train_epoch(1)
     assert big.state.step == accumulated.state.step == 2 and small.state.step == 8
-    torch.testing.assert_close(flat_params(accumulated.model), flat_params(big.model), rtol=1e-5, atol=1e-6)
+    # Adam divides by sqrt(v): where a gradient is near 0 the rounding of the summed
+    # micro-batches shows at ~1e-6, so the tolerance is 1e-5 (unaccumulated steps differ by > 1e-4).
+    torch.testing.assert_close(flat_params(accumulated.model), flat_params(big.model), rtol=1e-5, atol=1e-5)
     assert not torch.allclose(flat_params(small.model), flat_params(big.model), atol=1e-4)
 
 
