@@ -426,9 +426,9 @@ class Trainer:
         start_epoch = self.state.epoch + 1
         for epoch in range(start_epoch, self.settings.epochs + 1):
             started = time.perf_counter()
-            lr = self.optimizer.param_groups[0]["lr"]
             images, train_seconds = self.state.train_images, self.state.train_seconds
             train_losses, mean_weights = self.train_epoch(epoch)
+            lr = self.optimizer.param_groups[0]["lr"]  # at the epoch's end: the same after a mid-epoch resume
             if self.scheduler is not None:
                 self.scheduler.step()
             distributed.broadcast_state_(self.model, buffers_only=True)  # rank 0's BatchNorm statistics

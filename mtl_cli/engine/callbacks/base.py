@@ -45,7 +45,7 @@ class EpochRecord:
     step: int
     losses: dict[str, float]  # mean train loss per task (over all ranks)
     weights: dict[str, float]  # mean weight per task (over all ranks)
-    lr: float  # the learning rate the epoch trained with
+    lr: float  # the learning rate at the end of the epoch's training (per-step schedules move within it)
     metrics: dict[str, dict[str, float]]  # validation ``{task: {metric: value}}``
     seconds: float  # training and validation
     images_per_s: float | None  # training images per second over all ranks
