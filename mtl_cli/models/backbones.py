@@ -1,8 +1,8 @@
 """Backbones by name: a shared feature extractor split into named stages.
 
 Every backbone is a ``Backbone``: a list of stages (``stem``, ``layer1``, ...) applied in
-order, with the number of output channels of each. Sharing architectures cut or copy
-these stages; heads sit on the last one.
+order, with the number of output channels and the output stride (input size over output
+size) of each. Sharing architectures cut or copy these stages; heads read their outputs.
 """
 
 from __future__ import annotations
@@ -17,17 +17,22 @@ from mtl_cli.models.pretrained import load_torchvision_weights, load_weights_fil
 
 
 class Backbone(nn.Module):
-    """A feature extractor as an ordered list of named stages; ``name`` is its registry name."""
+    """A feature extractor as an ordered list of named stages; ``name`` is its registry name.
+
+    ``stage_channels`` and ``stage_strides`` give each stage's output channels and output
+    stride (2 = half the input resolution).
+    """
 
     name: str = "custom"
 
-    def __init__(self, stages: list[nn.Module], names: list[str], channels: list[int]) -> None:
+    def __init__(self, stages: list[nn.Module], names: list[str], channels: list[int], strides: list[int]) -> None:
         super().__init__()
-        if not (len(stages) == len(names) == len(channels)):
-            raise ValueError("stages, names and channels must have the same length")
+        if not (len(stages) == len(names) == len(channels) == len(strides)):
+            raise ValueError("stages, names, channels and strides must have the same length")
         self.stages = nn.ModuleList(stages)
         self.stage_names = list(names)
         self.stage_channels = list(channels)
+        self.stage_strides = list(strides)
 
     @property
     def out_channels(self) -> int:
@@ -55,7 +60,7 @@ def small_cnn(width: int = 32) -> Backbone:
         nn.Sequential(_conv_bn_relu(w, 2 * w, stride=2), _conv_bn_relu(2 * w, 2 * w)),
         nn.Sequential(_conv_bn_relu(2 * w, 4 * w, stride=2), _conv_bn_relu(4 * w, 4 * w)),
     ]
-    return Backbone(stages, ["stem", "layer1", "layer2"], [w, 2 * w, 4 * w])
+    return Backbone(stages, ["stem", "layer1", "layer2"], [w, 2 * w, 4 * w], [2, 4, 8])
 
 
 def _torchvision_model(
@@ -80,7 +85,8 @@ def _resnet(name: str) -> Callable[..., Backbone]:
         stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         layers = [net.layer1, net.layer2, net.layer3, net.layer4]
         channels = [net.conv1.out_channels] + [_last_channels(layer) for layer in layers]
-        return Backbone([stem, *layers], ["stem", "layer1", "layer2", "layer3", "layer4"], channels)
+        names = ["stem", "layer1", "layer2", "layer3", "layer4"]
+        return Backbone([stem, *layers], names, channels, [4, 4, 8, 16, 32])
 
     return build
 
@@ -102,9 +108,11 @@ def _last_channels(module: nn.Module) -> int:
 
 def _split_by_stride(blocks: list[nn.Module]) -> Backbone:
     """Group consecutive blocks that share an output resolution into one stage each."""
-    x = torch.zeros(1, 3, 64, 64)
+    probe = 64
+    x = torch.zeros(1, 3, probe, probe)
     groups: list[list[nn.Module]] = []
     channels: list[int] = []
+    strides: list[int] = []
     size = None
     with torch.no_grad():
         for block in blocks:
@@ -115,11 +123,12 @@ def _split_by_stride(blocks: list[nn.Module]) -> Backbone:
             if x.shape[-1] != size:
                 groups.append([])
                 channels.append(0)
+                strides.append(probe // x.shape[-1])
                 size = x.shape[-1]
             groups[-1].append(block)
             channels[-1] = x.shape[1]
     names = ["stem"] + [f"layer{i}" for i in range(1, len(groups))]
-    return Backbone([nn.Sequential(*g) for g in groups], names, channels)
+    return Backbone([nn.Sequential(*g) for g in groups], names, channels, strides)
 
 
 BACKBONES: dict[str, Callable[..., Backbone]] = {

@@ -96,17 +96,20 @@ class Task(abc.ABC):
             accumulator.update(pred.contiguous(), target)
         return accumulator.compute()
 
-    def build_head(self, in_channels: Sequence[int]) -> nn.Module:
-        """The task-specific output head on feature maps with ``in_channels`` (shallow to deep).
+    def build_head(self, in_channels: Sequence[int], strides: Sequence[int] | None = None) -> nn.Module:
+        """The task-specific output head on feature maps with ``in_channels`` and output ``strides`` (shallow to deep).
 
-        A dense head fuses all of them; an image-level head fuses them too, then pools. A dense
-        output starts at ``output_offset`` and moves in units of ``output_scale``.
+        A dense head fuses them (``models.heads.DenseDecoder``); an image-level head fuses them
+        too, then pools. A dense output starts at ``output_offset`` and moves in units of
+        ``output_scale``.
         """
         from mtl_cli.models.heads import DenseHead, ImageHead
 
         if self.dense:
-            return DenseHead(in_channels, self.head_channels, self.out_channels, self.output_offset, self.output_scale)
-        return ImageHead(in_channels, self.head_channels, self.out_channels)
+            return DenseHead(
+                in_channels, self.head_channels, self.out_channels, self.output_offset, self.output_scale, strides
+            )
+        return ImageHead(in_channels, self.head_channels, self.out_channels, strides)
 
     def build_projection(self, in_channels: int) -> nn.Module:
         """The task's own layer on a decoder shared with the other tasks (``branch_at=decoder``).

@@ -1,4 +1,4 @@
-"""The multi-scale dense decoder: every architecture and backbone feeds it all stages, exactly."""
+"""The multi-scale dense decoder: every architecture and backbone feeds it every stage of stride 4 and coarser."""
 
 from __future__ import annotations
 
@@ -8,26 +8,43 @@ from models.helpers import ARCHS, batch, losses, model
 
 from mtl_cli.models import build_backbone
 from mtl_cli.models.architectures.common import pack
-from mtl_cli.models.heads import DenseDecoder, DenseHead
+from mtl_cli.models.heads import FINEST_STRIDE, DenseDecoder, DenseHead, skipped_scales
 from mtl_cli.weighting.gradients import check_representation
 
 BACKBONES = ["small_cnn", "resnet18", "mobilenet_v3_small"]
 
 
 @pytest.mark.parametrize("name", BACKBONES)
-def test_decoder_fuses_every_stage_at_the_finest_resolution(name):
+def test_decoder_fuses_every_stage_of_stride_four_and_coarser_at_stride_four(name):
     backbone = build_backbone(name, width=8)
     x = torch.randn(2, 3, 64, 64)
     outputs = []
     for stage in backbone.stages:
         x = stage(x)
         outputs.append(x)
-    decoder = DenseDecoder(backbone.stage_channels, 32)
+    assert [64 // out.shape[-1] for out in outputs] == backbone.stage_strides
+    decoder = DenseDecoder(backbone.stage_channels, 32, backbone.stage_strides)
     fused = decoder(outputs)
-    assert fused.shape == (2, 16, *outputs[0].shape[-2:])
+    assert fused.shape == (2, 16, 64 // FINEST_STRIDE, 64 // FINEST_STRIDE)
     fused.sum().backward()
-    # every scale contributes: each lateral convolution gets a gradient
+    # every scale of stride >= 4 contributes: each lateral convolution gets a gradient
+    assert len(decoder.laterals) == sum(s >= FINEST_STRIDE for s in backbone.stage_strides)
     assert all(lateral.weight.grad.abs().sum() > 0 for lateral in decoder.laterals)
+
+
+def test_decoder_without_strides_fuses_every_map_at_the_finest():
+    decoder = DenseDecoder([4, 8], 16)
+    fused = decoder([torch.randn(1, 4, 16, 16), torch.randn(1, 8, 8, 8)])
+    assert fused.shape == (1, 8, 16, 16) and len(decoder.laterals) == 2
+
+
+def test_skipped_scales_passes_over_maps_finer_than_stride_four_but_never_the_deepest():
+    assert skipped_scales([2, 4, 8], 3) == 1
+    assert skipped_scales([4, 4, 8, 16, 32], 5) == 0
+    assert skipped_scales([2, 2], 2) == 1
+    assert skipped_scales(None, 3) == 0
+    with pytest.raises(ValueError, match="strides"):
+        skipped_scales([2, 4], 3)
 
 
 def test_depth_head_starts_at_the_given_offset_in_units_of_the_scale():
@@ -54,7 +71,8 @@ def test_every_architecture_and_backbone_gives_dense_outputs_reaching_all_stages
     loss.backward()
     head = net.heads["seg"] if arch != "shared_weights" else net
     decoder = head.decoder
-    assert len(decoder.laterals) == len(build_backbone(backbone, width=8).stage_names)
+    strides = build_backbone(backbone, width=8).stage_strides
+    assert len(decoder.laterals) == sum(s >= FINEST_STRIDE for s in strides)
     assert all(lateral.weight.grad.abs().sum() > 0 for lateral in decoder.laterals)
 
 

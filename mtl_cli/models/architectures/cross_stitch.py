@@ -58,7 +58,9 @@ class CrossStitchModel(MultiTaskModel):
         columns = stage_copies(backbone, make_backbone, 0, len(tasks))
         self.columns = nn.ModuleDict({t.name: column for t, column in zip(tasks, columns)})
         self.stitches = nn.ModuleList(CrossStitchUnit(len(tasks), stitch_init) for _ in self.stage_names)
-        self.heads = nn.ModuleDict({t.name: t.build_head(backbone.stage_channels) for t in tasks})
+        self.heads = nn.ModuleDict(
+            {t.name: t.build_head(backbone.stage_channels, backbone.stage_strides) for t in tasks}
+        )
 
     def forward(self, images: Tensor, return_features: bool = False):  # type: ignore[override]
         inputs = [images] * len(self.task_names)

@@ -86,7 +86,7 @@ class GroupedModel(MultiTaskModel):
         tails = stage_copies(backbone, make_backbone, cut, len(self.groups))
         self.trunk = nn.Sequential(*backbone.stages[:cut])
         self.branches = nn.ModuleDict({group_key(g): tail for g, tail in zip(self.groups, tails)})
-        self.heads = task_heads(tasks, backbone.stage_channels)
+        self.heads = task_heads(tasks, backbone.stage_channels, backbone.stage_strides)
 
     def task_named_parameters(self, task: str) -> dict[str, nn.Parameter]:
         """The task's head, after its group's branch when the task is alone in its group."""

@@ -43,7 +43,9 @@ class MMoEModel(MultiTaskModel):
         self.bottom = nn.Sequential(*backbone.stages[:cut])
         self.experts = nn.ModuleList(stage_copies(backbone, make_backbone, cut, num_experts))
         self.gates = nn.ModuleDict({t.name: nn.Linear(bottom_channels, num_experts) for t in tasks})
-        self.heads = nn.ModuleDict({t.name: t.build_head(backbone.stage_channels) for t in tasks})
+        self.heads = nn.ModuleDict(
+            {t.name: t.build_head(backbone.stage_channels, backbone.stage_strides) for t in tasks}
+        )
 
     def gate_weights(self, bottom: Tensor) -> dict[str, Tensor]:
         """Each task's mixture weights over the experts, ``[B, E]``, rows summing to 1."""

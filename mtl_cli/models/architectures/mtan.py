@@ -95,7 +95,9 @@ class MTANModel(MultiTaskModel):
         self.last = nn.ModuleList(last for _, last in parts)
         inner_channels = self._inner_channels()
         self.attention = nn.ModuleDict({t.name: TaskAttention(inner_channels, backbone.stage_channels) for t in tasks})
-        self.heads = nn.ModuleDict({t.name: t.build_head(backbone.stage_channels) for t in tasks})
+        self.heads = nn.ModuleDict(
+            {t.name: t.build_head(backbone.stage_channels, backbone.stage_strides) for t in tasks}
+        )
 
     @torch.no_grad()
     def _inner_channels(self) -> list[int]:

@@ -55,9 +55,12 @@ class SharedLayersModel(MultiTaskModel):
         self.trunk = nn.Sequential(*backbone.stages[: min(cut, stages)])
         self.branches = nn.ModuleDict({t.name: tail for t, tail in zip(tasks, tails)})
         dense = [t for t in tasks if t.dense]
-        self.decoder = DenseDecoder(channels, max(t.head_channels for t in dense)) if cut > stages and dense else None
+        strides = backbone.stage_strides
+        self.decoder = (
+            DenseDecoder(channels, max(t.head_channels for t in dense), strides) if cut > stages and dense else None
+        )
         if self.decoder is None:
-            self.heads = task_heads(tasks, channels)
+            self.heads = task_heads(tasks, channels, strides)
         else:
             width = self.decoder.out_channels
             self.heads = nn.ModuleDict({t.name: t.build_projection(width) for t in tasks})
@@ -75,9 +78,9 @@ class SharedLayersModel(MultiTaskModel):
         return (preds, features) if return_features else preds
 
 
-def task_heads(tasks: Sequence[Task], channels: Sequence[int]) -> nn.ModuleDict:
-    """One head per task (``Task.build_head``) reading stage outputs with ``channels`` channels."""
-    return nn.ModuleDict({t.name: t.build_head(channels) for t in tasks})
+def task_heads(tasks: Sequence[Task], channels: Sequence[int], strides: Sequence[int]) -> nn.ModuleDict:
+    """One head per task (``Task.build_head``) reading stage outputs with ``channels`` channels and ``strides``."""
+    return nn.ModuleDict({t.name: t.build_head(channels, strides) for t in tasks})
 
 
 def branch_predictions(

@@ -67,8 +67,12 @@ class DetectionTask(Task):
     def out_channels(self) -> int:
         return self.num_classes + 4
 
-    def build_head(self, in_channels: int | Sequence[int]) -> nn.Module:
-        """A CenterNet head on one feature map (``int``) or fusing several (a list of channel counts)."""
+    def build_head(self, in_channels: int | Sequence[int], strides: Sequence[int] | None = None) -> nn.Module:
+        """A CenterNet head on one feature map (``int``) or fusing several (a list of channel counts).
+
+        The head fuses every map it is given, ``strides`` notwithstanding: its heatmap is
+        read at the finest map's resolution, where small objects keep their own peaks.
+        """
         return CenterNetHead(in_channels, self.num_classes, mid_channels=self.head_channels)
 
     def build_projection(self, in_channels: int) -> nn.Module:
