@@ -1,10 +1,11 @@
 """The project's results table: single-task baselines and multi-task runs over seeds, Δm, cost per step.
 
-Suites (``--suites``): ``cls+seg``, ``dense`` (seg+depth+normals+edges) and ``seg+det`` (at
-detection's 4 epochs) on shapes, and ``multimnist`` (left+right, the Sener & Koltun setting). Each suite trains every one of
+Suites (``--suites``): ``cls+seg``, ``dense`` (seg+depth+normals+edges) and ``seg+det`` on
+shapes, and ``multimnist`` (left+right, the Sener & Koltun setting). Each suite trains every one of
 its tasks alone, then all of them together with every method of ``--methods``, for every
 seed of ``--seeds``, one ``mtl-train`` process at a time (with the repository's defaults
-plus ``--overrides``). ``mtl-report`` reads the runs; the table (mean ± std over seeds of
+plus ``--overrides``). ``--relation`` adds one more multi-task run per suite and seed:
+``weighting=ew relation=given`` with every pair of tasks coupled (run folder ``relation-s<seed>``). ``mtl-report`` reads the runs; the table (mean ± std over seeds of
 every metric with its trivial baseline in brackets, Δm against the same seed's
 single-task runs, seconds per optimiser step) goes to ``<out>/results.md`` together with
 the command and the commit that produced it.
@@ -31,7 +32,7 @@ SUITES: dict[str, tuple[list[str], list[str]]] = {  # name -> (tasks, extra over
     "cls+seg": (["cls", "seg"], []),
     "dense": (["seg", "depth", "normals", "edges"], []),
     "multimnist": (["left", "right"], ["data=multimnist"]),
-    "seg+det": (["seg", "det"], ["trainer.epochs=4"]),  # det's default budget (configs/task/det.yaml)
+    "seg+det": (["seg", "det"], []),
 }
 METHODS = ["ew", "uw", "dwa", "famo", "db_mtl", "mgda", "pcgrad", "cagrad", "nash_mtl"]
 
@@ -42,6 +43,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", nargs="+", default=METHODS, help="weighting methods of the multi-task runs")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--overrides", nargs="*", default=[], help="extra mtl-train overrides for every run")
+    p.add_argument(
+        "--relation", action="store_true", help="also train ew with relation=given, every pair of tasks coupled"
+    )
     p.add_argument("--out", type=Path, default=Path("outputs/quality"), help="folder of the runs and results.md")
     return p
 
@@ -59,6 +63,12 @@ def train(run_dir: Path, overrides: list[str]) -> None:
     args = [sys.executable, "-m", "mtl_cli.train", *overrides, f"hydra.run.dir={run_dir}", "trainer.progress=false"]
     print("+", shlex.join(args[2:]), flush=True)
     subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+
+
+def relation_overrides(tasks: list[str]) -> list[str]:
+    """``weighting=ew relation=given`` with R_ij = 1 for every pair of distinct tasks."""
+    matrix = [[0 if i == j else 1 for j in range(len(tasks))] for i in range(len(tasks))]
+    return ["weighting=ew", "relation=given", f"relation.matrix={matrix}".replace(" ", "")]
 
 
 def seconds_per_step(report: Report, rows: list) -> str:
@@ -103,6 +113,8 @@ def main() -> None:
                 train(folder / f"{task}-s{seed}", [f"task={task}", *common])
             for method in args.methods:
                 train(folder / f"{method}-s{seed}", [f"task={'+'.join(tasks)}", f"weighting={method}", *common])
+            if args.relation:
+                train(folder / f"relation-s{seed}", [f"task={'+'.join(tasks)}", *relation_overrides(tasks), *common])
         report = build_report([folder])
         sections += ["", f"## {suite}", "", *table(report)]
     text = "\n".join(sections) + "\n"

@@ -76,11 +76,11 @@ def test_defaults_and_typed_values():
     assert task_weights(cfg) == {"cls": 1.0, "seg": 1.0}
 
 
-def test_detection_trains_four_epochs_by_default_unless_told():
-    assert composed("task=det").trainer.epochs == 4
-    assert composed("task=seg+det").trainer.epochs == 4
+def test_detection_trains_the_default_budget_unless_told():
+    assert composed("task=det").trainer.epochs == 5
+    assert composed("task=seg+det").trainer.epochs == 5
     assert composed("task=seg+det", "trainer.epochs=2").trainer.epochs == 2
-    assert composed("task=cls+seg").trainer.epochs == 3
+    assert composed("task=cls+seg").trainer.epochs == 5
 
 
 def test_loss_weight_override():

@@ -135,7 +135,7 @@ class BackboneConfig:
 
     name: str = "small_cnn"
     pretrained: Optional[str] = None
-    width: int = 32
+    width: int = 24
     weights: Optional[str] = None
     allow_partial: bool = False
 
@@ -209,8 +209,8 @@ class OptimConfig:
 class TrainerConfig:
     """The training loop (``trainer.*``); ``configs/trainer/default.yaml`` changes none of these."""
 
-    epochs: int = 3
-    batch_size: int = 32
+    epochs: int = 5
+    batch_size: int = 16
     device: Device = Device.auto  # auto | cpu | cuda
     seed: int = 0
     num_workers: int = 0

@@ -52,7 +52,7 @@ def _conv_bn_relu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     )
 
 
-def small_cnn(width: int = 32) -> Backbone:
+def small_cnn(width: int = 24) -> Backbone:
     """A small, fast CNN for CPU runs: output stride 8, ``4 * width`` channels."""
     w = width
     stages = [
@@ -132,7 +132,7 @@ def _split_by_stride(blocks: list[nn.Module]) -> Backbone:
 
 
 BACKBONES: dict[str, Callable[..., Backbone]] = {
-    "small_cnn": lambda width=32, **_: small_cnn(width),
+    "small_cnn": lambda width=24, **_: small_cnn(width),
     "resnet18": _resnet("resnet18"),
     "resnet34": _resnet("resnet34"),
     "resnet50": _resnet("resnet50"),
@@ -142,7 +142,7 @@ BACKBONES: dict[str, Callable[..., Backbone]] = {
 
 
 def build_backbone(
-    name: str, pretrained: str | None = None, width: int = 32, weights: str | None = None, allow_partial: bool = False
+    name: str, pretrained: str | None = None, width: int = 24, weights: str | None = None, allow_partial: bool = False
 ) -> Backbone:
     """Build the backbone registered as ``name``, with ``weights`` (torchvision's) or a ``pretrained`` file."""
     if name not in BACKBONES:
