@@ -70,8 +70,8 @@ class DetectionTask(Task):
     def build_head(self, in_channels: int | Sequence[int], strides: Sequence[int] | None = None) -> nn.Module:
         """A CenterNet head on one feature map (``int``) or fusing several (a list of channel counts).
 
-        The head fuses every map it is given, ``strides`` notwithstanding: its heatmap is
-        read at the finest map's resolution, where small objects keep their own peaks.
+        The head resizes every map it is given onto its own stride-4 grid (a 1x1 projection
+        each), so ``strides`` need not be known.
         """
         return CenterNetHead(in_channels, self.num_classes, mid_channels=self.head_channels)
 
