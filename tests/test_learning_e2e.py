@@ -1,8 +1,9 @@
 """End-to-end learning: every task kind beats its trivial predictor by a clear margin.
 
 One run trains cls, seg, depth, normals, edges and multilabel together (smaller images,
-a narrower backbone and fewer images than the defaults, the default optimiser). The trivial baselines are computed here from the validation labels 
-(``Task.trivial_metrics``), not read from the run, and not hard-coded.
+a narrower backbone and fewer images than the defaults, the default optimiser). The
+trivial baselines are computed here from the validation labels (``Task.trivial_metrics``),
+not read from the run, and not hard-coded.
 """
 
 from __future__ import annotations
