@@ -29,13 +29,15 @@ SMALL = [
     "trainer.vis_images=0",
 ]
 # primary metric -> how much better than the trivial predictor it must be (absolute, in its direction).
+# Measured (seed 0, one thread): cls +0.245, seg mIoU +0.279, depth abs err -1.01, normals mean angle -5.3 deg,
+# edges ODS F +0.580, multilabel mAP +0.253.
 MARGINS = {
-    "cls": ("accuracy", 0.05),
-    "seg": ("miou", 0.05),
-    "depth": ("abs_err", 0.3),
-    "normals": ("mean_angle", 1.0),
-    "edges": ("ods_f", 0.2),
-    "multilabel": ("map", 0.05),
+    "cls": ("accuracy", 0.1),
+    "seg": ("miou", 0.1),
+    "depth": ("abs_err", 0.5),
+    "normals": ("mean_angle", 2.0),
+    "edges": ("ods_f", 0.3),
+    "multilabel": ("map", 0.1),
 }
 
 
