@@ -36,14 +36,20 @@ COMPARED = ("metrics", "best_metrics", "best_epoch", "epochs", "steps", "monitor
 
 def test_stop_on_signal_records_the_first_signal_and_aborts_on_the_second(monkeypatch):
     monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)  # outside torchrun (another test may have joined one)
+    # Python's own SIGINT handling, also where the tests inherited SIGINT ignored (run as a background job)
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
     previous = signal.getsignal(signal.SIGTERM)
-    with StopOnSignal() as stop:
-        assert stop.signum is None
-        os.kill(os.getpid(), signal.SIGTERM)
-        assert stop.signum == signal.SIGTERM
-        with pytest.raises(KeyboardInterrupt):  # second signal: the previous (default) handling
-            os.kill(os.getpid(), signal.SIGINT)
-    assert signal.getsignal(signal.SIGTERM) is previous
+    try:
+        with StopOnSignal() as stop:
+            assert stop.signum is None
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert stop.signum == signal.SIGTERM
+            with pytest.raises(KeyboardInterrupt):  # second signal: the previous (default) handling
+                os.kill(os.getpid(), signal.SIGINT)
+        assert signal.getsignal(signal.SIGTERM) is previous
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     assert TrainingInterrupted(signal.SIGINT, None).exit_code == 130
 
 
