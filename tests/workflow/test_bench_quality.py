@@ -7,24 +7,26 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, cli_env, read_summary
+from conftest import REPO, TINY, cli_env, read_summary
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
-
-TINY = [
-    "data.num_train=32",
-    "data.num_val=16",
-    "data.image_size=32",
-    "backbone.width=8",
-    "trainer.batch_size=16",
-    "trainer.epochs=1",
-    "trainer.vis_images=0",
-]
 
 
 def test_bench_quality_trains_baselines_ew_and_the_relation_run_and_writes_the_table(tmp_path: Path):
     out = tmp_path / "quality"
-    args = ["--suites", "cls+seg", "--methods", "ew", "--seeds", "0", "--relation", "--overrides", *TINY]
+    args = [
+        "--suites",
+        "cls+seg",
+        "--methods",
+        "ew",
+        "--seeds",
+        "0",
+        "--relation",
+        "--overrides",
+        *TINY,
+        "trainer.epochs=1",
+        "trainer.vis_images=0",
+    ]
     subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "bench_quality.py"), *args, "--out", str(out)],
         cwd=tmp_path,
