@@ -39,9 +39,9 @@ def normalise_task_args(argv: list[str]) -> list[str]:
 
 
 def _weighting_choice(argv: Sequence[str]) -> str:
-    """The ``weighting=`` choice on the command line (the default ``ew`` without one)."""
+    """The ``weighting=`` choice on the command line (the default ``uw`` without one)."""
     chosen = [a.partition("=")[2] for a in argv if a.startswith("weighting=")]
-    return chosen[-1] if chosen else "ew"
+    return chosen[-1] if chosen else "uw"
 
 
 def _unknown_option(option: str, argv: Sequence[str]) -> str:

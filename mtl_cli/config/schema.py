@@ -264,7 +264,7 @@ class MTLConfig:
     arch: ArchConfig = field(default_factory=ArchConfig)
     # How the task losses are combined: ``name`` plus that method's options, which are
     # typed by the method's own dataclass (mtl_cli/weighting) and checked in ``validate``.
-    weighting: Dict[str, Any] = field(default_factory=lambda: {"name": "ew"})
+    weighting: Dict[str, Any] = field(default_factory=lambda: {"name": "uw"})
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     loss: LossConfig = field(default_factory=LossConfig)

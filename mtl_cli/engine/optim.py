@@ -12,10 +12,12 @@ from mtl_cli.engine.schedule import PerStepSchedule, WarmupCosine
 Optimizer = torch.optim.Optimizer
 Scheduler = torch.optim.lr_scheduler.LRScheduler | PerStepSchedule
 
-# Each takes the parameter groups and the ``optim`` section.
+# Each takes the parameter groups and the ``optim`` section. Adam and AdamW run fused (one
+# kernel over all parameters, on CPU and CUDA): the per-parameter loop costs several
+# percent of a small model's step on a CPU.
 OPTIMIZERS: dict[str, Callable[[Sequence[dict], DictConfig], Optimizer]] = {
-    "adam": lambda groups, opt: torch.optim.Adam(groups, lr=opt.lr, weight_decay=opt.weight_decay),
-    "adamw": lambda groups, opt: torch.optim.AdamW(groups, lr=opt.lr, weight_decay=opt.weight_decay),
+    "adam": lambda groups, opt: torch.optim.Adam(groups, lr=opt.lr, weight_decay=opt.weight_decay, fused=True),
+    "adamw": lambda groups, opt: torch.optim.AdamW(groups, lr=opt.lr, weight_decay=opt.weight_decay, fused=True),
     "sgd": lambda groups, opt: torch.optim.SGD(groups, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay),
 }
 

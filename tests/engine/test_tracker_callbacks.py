@@ -126,8 +126,27 @@ def test_a_tracker_failing_mid_run_is_one_warning(tmp_path, caplog):
 def test_curves_are_redrawn_from_the_history(tmp_path):
     path = tmp_path / "curves.png"
     trainer = SimpleNamespace(state=TrainState(history=[{"epoch": 1, "train/cls_loss": 0.5, "val/cls.accuracy": 0.6}]))
-    Curves(path).on_epoch_end(trainer, EPOCH)
+    Curves(path, min_interval_s=0).on_epoch_end(trainer, EPOCH)
     first = path.stat().st_mtime_ns
     trainer.state.history.append({"epoch": 2, "train/cls_loss": 0.4, "val/cls.accuracy": 0.7})
-    Curves(path).on_epoch_end(trainer, EPOCH)
+    Curves(path, min_interval_s=0).on_epoch_end(trainer, EPOCH)
     assert path.read_bytes()[:4] == b"\x89PNG" and path.stat().st_mtime_ns >= first
+
+
+def test_curves_wait_min_interval_between_drawings_and_are_drawn_when_training_ends(tmp_path):
+    path = tmp_path / "curves.png"
+    trainer = SimpleNamespace(state=TrainState(history=[{"epoch": 1, "train/cls_loss": 0.5, "val/cls.accuracy": 0.6}]))
+    curves = Curves(path, min_interval_s=3600)
+    curves.on_fit_start(trainer)
+    curves.on_epoch_end(trainer, EPOCH)
+    assert not path.exists()  # an hour has not passed
+    curves.on_fit_end(trainer)
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    path.unlink()
+    curves.on_exception(trainer, KeyboardInterrupt())
+    assert not path.exists()  # nothing new to draw
+    trainer.state.history.append({"epoch": 2, "train/cls_loss": 0.4, "val/cls.accuracy": 0.7})
+    curves.on_exception(trainer, KeyboardInterrupt())
+    assert path.is_file()  # an interrupted run keeps the picture of its last epoch
+
+

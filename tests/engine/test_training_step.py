@@ -39,7 +39,7 @@ def test_a_short_last_group_still_steps():
 
 def test_gradient_clipping_caps_the_global_norm_and_keeps_the_direction():
     # Plain SGD with lr 1: the parameter change is minus the (clipped) gradient.
-    common = ("optim.name=sgd", "optim.lr=1.0", "optim.momentum=0.0", "trainer.max_steps=1")
+    common = ("optim.name=sgd", "optim.lr=1.0", "optim.momentum=0.0", "trainer.max_steps=1", "weighting=ew")
     free = build(*common)
     clipped = build(*common, "trainer.grad_clip=0.01")
     start = _initial_params(free)

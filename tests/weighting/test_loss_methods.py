@@ -58,6 +58,25 @@ def test_uw_learns_log_variance_equal_to_log_loss():
     assert method.log_vars.tolist() == pytest.approx(fixed_losses.log().tolist(), abs=1e-3)
 
 
+def test_uw_static_weights_multiply_the_whole_term_and_keep_their_ratio_at_the_optimum():
+    method = build_weighting("uw", ["a", "b"], [2.0, 0.5], {"name": "uw"})
+    with torch.no_grad():
+        method.log_vars.copy_(torch.tensor([0.5, -1.0]))
+    theta = torch.ones(2, requires_grad=True)
+    weights = step(method, losses_of(theta, [3.0, 2.0]))
+    assert weights.tolist() == pytest.approx([2.0 * math.exp(-0.5), 0.5 * math.exp(1.0)])
+    assert theta.grad.tolist() == pytest.approx([2.0 * 3.0 * math.exp(-0.5), 0.5 * 2.0 * math.exp(1.0)])
+    assert method.log_vars.grad.tolist() == pytest.approx([2.0 * (1 - math.exp(-0.5) * 3.0), 0.5 * (1 - math.exp(1.0) * 2.0)])
+    # trained to its optimum s_i = log L_i, the weight on L_i is w_i / L_i
+    optimizer = torch.optim.SGD(method.parameters(), lr=0.5)
+    fixed_losses = torch.tensor([4.0, 0.5])
+    for i in range(400):
+        optimizer.zero_grad()
+        weights = step(method, fixed_losses.clone(), i)
+        optimizer.step()
+    assert weights.tolist() == pytest.approx([2.0 / 4.0, 0.5 / 0.5], abs=1e-3)
+
+
 def test_dwa_is_one_for_two_epochs_then_a_softmax_of_loss_ratios():
     method = make("dwa", temperature=2.0)
     theta = torch.ones(2, requires_grad=True)

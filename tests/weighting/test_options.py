@@ -58,15 +58,15 @@ def test_bad_options_are_one_line_user_errors(name, raw, message):
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("name", sorted(set(METHODS) - {"ew", "fixed"}))
+@pytest.mark.parametrize("name", sorted(n for n, m in METHODS.items() if not m.uses_static_weights))
 def test_loss_weights_with_a_method_that_sets_its_own_weights_is_an_error(name):
     with pytest.raises(UserError, match=rf"loss\.weights\.seg=2\.0 has no effect with weighting={name}"):
         compose_config(f"weighting={name}", "loss.weights.seg=2.0")
     compose_config(f"weighting={name}", "loss.weights.seg=1.0")  # the default weight is fine
 
 
-@pytest.mark.parametrize("name", ["ew", "fixed"])
-def test_static_weights_are_used_by_ew_and_fixed(name):
+@pytest.mark.parametrize("name", ["ew", "fixed", "uw"])
+def test_static_weights_are_used_by_ew_fixed_and_uw(name):
     cfg = compose_config(f"weighting={name}", "loss.weights.seg=2.5")
     method = build_weighting(name, ["cls", "seg"], [1.0, 2.5], cfg.weighting)
     assert method.static_weights.tolist() == [1.0, 2.5]

@@ -96,7 +96,7 @@ def test_sweep_over_fixed_weights_one_run_each(tmp_path):
     [
         (["weighting=nope"], "available weighting: aligned_mtl, cagrad, db_mtl"),
         (["weighting.name=nope"], "unknown weighting method 'nope'; known methods: ew, fixed, uw"),
-        (["weighting=uw", "loss.weights.seg=2.0"], "loss.weights.seg=2.0 has no effect with weighting=uw"),
+        (["weighting=dwa", "loss.weights.seg=2.0"], "loss.weights.seg=2.0 has no effect with weighting=dwa"),
     ],
 )
 def test_bad_weighting_input_is_one_line(tmp_path, args, message):

@@ -70,7 +70,7 @@ def test_divergence_before_any_checkpoint_names_none(tmp_path, monkeypatch):
 def test_weights_recorded_with_fewer_steps_than_the_log_interval(tmp_path):
     """12.15: 4 steps per epoch, log every 50: one row per epoch and the picture."""
     run = tmp_path / "run"
-    train_run(compose_cfg(*QUIET, "trainer.epochs=2", "trainer.log_every_n_steps=50"), run)
+    train_run(compose_cfg(*QUIET, "weighting=ew", "trainer.epochs=2", "trainer.log_every_n_steps=50"), run)
     with (run / "weights.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert [(r["step"], r["epoch"]) for r in rows] == [("4", "1"), ("8", "2")]

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import batched_nms
 
 __all__ = ["NMS_IOU", "STRIDE", "CenterNetHead", "cell_boxes", "cell_regression", "decode", "grid_size"]
 
@@ -129,6 +128,7 @@ def decode(
     duplicates that peak picking leaves. Returns ``{"boxes": float32 [D, 4],
     "scores": [D], "labels": int64 [D]}`` per image, by descending score.
     """
+    from torchvision.ops import batched_nms  # importing torchvision.ops takes ~2 s: only when decoding
     b, c, h, w = raw.shape
     k = c - 4
     height, width = image_size if image_size is not None else (h * STRIDE, w * STRIDE)

@@ -22,7 +22,6 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
 
 from mtl_cli.tasks.detection.boxes import pack_boxes
 from mtl_cli.tasks.detection.head import STRIDE, cell_boxes
@@ -89,6 +88,8 @@ def detection_loss(
     ``targets``: packed boxes ``[B, M, 5]`` (see :func:`~mtl_cli.tasks.detection.boxes.pack_boxes`)
     or per-image ``{"boxes", "labels"}`` dicts; ``valid`` an optional bool mask ``[B]``.
     """
+    from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss  # ~2 s to import: only for det runs
+
     packed = targets if isinstance(targets, Tensor) else pack_boxes(targets)
     packed = packed.to(device=raw.device, dtype=torch.float32)
     b, c, h, w = raw.shape
