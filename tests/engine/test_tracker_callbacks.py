@@ -148,5 +148,3 @@ def test_curves_wait_min_interval_between_drawings_and_are_drawn_when_training_e
     trainer.state.history.append({"epoch": 2, "train/cls_loss": 0.4, "val/cls.accuracy": 0.7})
     curves.on_exception(trainer, KeyboardInterrupt())
     assert path.is_file()  # an interrupted run keeps the picture of its last epoch
-
-

@@ -66,7 +66,9 @@ def test_uw_static_weights_multiply_the_whole_term_and_keep_their_ratio_at_the_o
     weights = step(method, losses_of(theta, [3.0, 2.0]))
     assert weights.tolist() == pytest.approx([2.0 * math.exp(-0.5), 0.5 * math.exp(1.0)])
     assert theta.grad.tolist() == pytest.approx([2.0 * 3.0 * math.exp(-0.5), 0.5 * 2.0 * math.exp(1.0)])
-    assert method.log_vars.grad.tolist() == pytest.approx([2.0 * (1 - math.exp(-0.5) * 3.0), 0.5 * (1 - math.exp(1.0) * 2.0)])
+    assert method.log_vars.grad.tolist() == pytest.approx(
+        [2.0 * (1 - math.exp(-0.5) * 3.0), 0.5 * (1 - math.exp(1.0) * 2.0)]
+    )
     # trained to its optimum s_i = log L_i, the weight on L_i is w_i / L_i
     optimizer = torch.optim.SGD(method.parameters(), lr=0.5)
     fixed_losses = torch.tensor([4.0, 0.5])

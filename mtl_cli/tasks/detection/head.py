@@ -129,6 +129,7 @@ def decode(
     "scores": [D], "labels": int64 [D]}`` per image, by descending score.
     """
     from torchvision.ops import batched_nms  # importing torchvision.ops takes ~2 s: only when decoding
+
     b, c, h, w = raw.shape
     k = c - 4
     height, width = image_size if image_size is not None else (h * STRIDE, w * STRIDE)
