@@ -10,8 +10,8 @@ from mtl_cli.weighting.base import StepContext, Weighting
 class EqualWeighting(Weighting):
     """L_total = sum_i w_i L_i with w_i = ``loss.weights.<task>`` (1 by default: the plain sum).
 
-    Registered as ``ew`` (the default) and ``fixed`` (the same rule, named for weight
-    sweeps such as ``-m weighting=fixed loss.weights.seg=0.5,1.0,2.0``).
+    Registered as ``ew`` and ``fixed`` (the same rule, named for weight sweeps such as
+    ``-m weighting=fixed loss.weights.seg=0.5,1.0,2.0``).
     """
 
     uses_static_weights = True
