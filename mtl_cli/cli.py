@@ -13,6 +13,7 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from mtl_cli.config import CONFIG_DIR, canonical_task_choice, known_task_names
+from mtl_cli.config.schema import DEFAULT_WEIGHTING
 from mtl_cli.errors import UserError, one_line
 
 _TASK_ARG = re.compile(r"^(task)=([\w+,\s]+)$")
@@ -39,9 +40,9 @@ def normalise_task_args(argv: list[str]) -> list[str]:
 
 
 def _weighting_choice(argv: Sequence[str]) -> str:
-    """The ``weighting=`` choice on the command line (the default ``uw`` without one)."""
+    """The ``weighting=`` choice on the command line (the default method without one)."""
     chosen = [a.partition("=")[2] for a in argv if a.startswith("weighting=")]
-    return chosen[-1] if chosen else "uw"
+    return chosen[-1] if chosen else DEFAULT_WEIGHTING
 
 
 def _unknown_option(option: str, argv: Sequence[str]) -> str:

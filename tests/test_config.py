@@ -18,6 +18,7 @@ from mtl_cli.config import (
     task_weights,
     validate,
 )
+from mtl_cli.config.schema import DEFAULT_WEIGHTING, MTLConfig
 from mtl_cli.errors import UserError
 
 ALL = ["cls", "seg", "depth", "normals", "edges", "multilabel", "det"]
@@ -73,6 +74,7 @@ def test_defaults_and_typed_values():
     assert list(cfg.tasks) == ["cls", "seg"]
     assert cfg.trainer.device == Device.auto
     assert cfg.data.name == "shapes" and cfg.backbone.name == "small_cnn"
+    assert cfg.weighting.name == DEFAULT_WEIGHTING == MTLConfig().weighting["name"]  # train.yaml and the schema agree
     assert task_weights(cfg) == {"cls": 1.0, "seg": 1.0}
 
 

@@ -254,6 +254,10 @@ class SweepConfig:
     baselines: List[str] = field(default_factory=list)
 
 
+DEFAULT_WEIGHTING = "uw"
+"""The weighting method of ``configs/train.yaml``'s defaults list (``weighting: uw``)."""
+
+
 @dataclass
 class MTLConfig:
     """The whole run. ``tasks`` is filled by the ``task=`` config group."""
@@ -264,7 +268,7 @@ class MTLConfig:
     arch: ArchConfig = field(default_factory=ArchConfig)
     # How the task losses are combined: ``name`` plus that method's options, which are
     # typed by the method's own dataclass (mtl_cli/weighting) and checked in ``validate``.
-    weighting: Dict[str, Any] = field(default_factory=lambda: {"name": "uw"})
+    weighting: Dict[str, Any] = field(default_factory=lambda: {"name": DEFAULT_WEIGHTING})
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     loss: LossConfig = field(default_factory=LossConfig)
