@@ -17,7 +17,7 @@ Labels (all derived from the *visible* surfaces only):
 * ``det``: one box per visible object instance, tight around its visible pixels
   (``xyxy``, exclusive right / bottom edges), its shape kind as class; instances with
   fewer than ``default_min_pixels(H, W)`` visible pixels (0.4 % of the image) are left
-  out (:func:`mtl_cli.tasks.detection.boxes.boxes_from_instances`). Stored as
+  out (:func:`mtl_cli.tasks.detection.boxes.instance_boxes`). Stored as
   ``[max_objects, 5]`` rows ``(x1, y1, x2, y2, kind)`` per scene, padded with kind ``-1``.
 * ``edges``: ``1`` at every pixel whose visible *instance* differs from at least one
   of its 4-neighbours inside the image (both sides of a boundary are marked;
@@ -47,7 +47,7 @@ import numpy as np
 
 from mtl_cli.data.shapes import scene
 from mtl_cli.data.shapes.scene import NUM_SHAPE_CLASSES, POLYGONS, TAN_HALF_FOV, normalize
-from mtl_cli.tasks.detection.boxes import boxes_from_instances, default_min_pixels
+from mtl_cli.tasks.detection.boxes import default_min_pixels, instance_boxes
 
 TASK_NAMES: tuple[str, ...] = ("cls", "seg", "depth", "normals", "edges", "multilabel", "det")
 """Label keys produced by :func:`generate_scenes` (besides ``image``)."""
@@ -303,13 +303,12 @@ def _render(
 def _write_boxes(inst: np.ndarray, kinds: np.ndarray, det: np.ndarray) -> None:
     """``det`` rows ``(x1, y1, x2, y2, kind)`` of every visible instance (min-pixels rule), padded with -1."""
     h, w = inst.shape[-2:]
-    min_pixels = default_min_pixels(h, w)
-    det[...] = 0
-    det[..., 4] = -1
-    for i in range(inst.shape[0]):
-        boxes, labels = boxes_from_instances(inst[i], kinds[i].tolist(), min_pixels)
-        det[i, : len(labels), :4] = boxes.numpy()
-        det[i, : len(labels), 4] = labels.numpy()
+    boxes, counts = instance_boxes(inst, kinds.shape[1])
+    keep = counts >= default_min_pixels(h, w)
+    order = np.argsort(~keep, axis=1, kind="stable")  # kept instances first, in instance order
+    kept = np.take_along_axis(keep, order, axis=1)
+    det[..., :4] = np.where(kept[..., None], np.take_along_axis(boxes, order[..., None], axis=1), 0)
+    det[..., 4] = np.where(kept, np.take_along_axis(kinds, order, axis=1), -1)
 
 
 def _alloc(n: int, h: int, w: int, s: int, want_meta: bool) -> dict[str, np.ndarray]:

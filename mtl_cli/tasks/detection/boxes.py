@@ -22,6 +22,7 @@ __all__ = [
     "crop_resize_boxes",
     "default_min_pixels",
     "hflip_boxes",
+    "instance_boxes",
     "pack_boxes",
     "unpack_boxes",
 ]
@@ -39,6 +40,28 @@ def default_min_pixels(height: int, width: int) -> int:
     return max(1, round(MIN_PIXEL_FRACTION * int(height) * int(width)))
 
 
+def instance_boxes(instance_maps: np.ndarray, num_instances: int) -> tuple[np.ndarray, np.ndarray]:
+    """Tight boxes and visible-pixel counts of instances ``1..num_instances`` in a batch of maps.
+
+    ``instance_maps`` is an integer ``[B, H, W]`` array (``0`` = background). Returns
+    ``boxes`` int64 ``[B, num_instances, 4]`` (``xyxy``, exclusive right / bottom edges;
+    zeros for an instance without a visible pixel) and ``counts`` int64 ``[B, num_instances]``.
+    """
+    b, h, w = instance_maps.shape
+    boxes = np.zeros((b, num_instances, 4), dtype=np.int64)
+    counts = np.zeros((b, num_instances), dtype=np.int64)
+    for i in range(num_instances):
+        mask = instance_maps == i + 1
+        rows, cols = mask.any(axis=2), mask.any(axis=1)
+        counts[:, i] = mask.sum(axis=(1, 2))
+        seen = counts[:, i] > 0
+        boxes[seen, i, 0] = cols[seen].argmax(axis=1)
+        boxes[seen, i, 1] = rows[seen].argmax(axis=1)
+        boxes[seen, i, 2] = w - cols[seen, ::-1].argmax(axis=1)
+        boxes[seen, i, 3] = h - rows[seen, ::-1].argmax(axis=1)
+    return boxes, counts
+
+
 def boxes_from_instances(
     instance_map: np.ndarray | Tensor, instance_classes: Sequence[int], min_pixels: int
 ) -> tuple[Tensor, Tensor]:
@@ -52,31 +75,16 @@ def boxes_from_instances(
     or the frame carries too little of the shape to name its kind. Boxes are ordered
     by instance id. Returns ``boxes`` float32 ``[M, 4]`` and ``labels`` int64 ``[M]``.
     """
-    inst = torch.as_tensor(np.asarray(instance_map) if not isinstance(instance_map, Tensor) else instance_map)
-    if inst.dim() != 2:
+    inst = instance_map.cpu().numpy() if isinstance(instance_map, Tensor) else np.asarray(instance_map)
+    if inst.ndim != 2:
         raise ValueError(f"instance_map must be [H, W], got {tuple(inst.shape)}")
-    classes = torch.as_tensor(list(instance_classes), dtype=torch.int64)
-    n = classes.numel() + 1
-    ids = inst.reshape(-1).long()
-    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= n):
-        raise ValueError(f"instance ids must lie in [0, {n - 1}] (one class per instance)")
-    w = inst.shape[1]
-    pos = torch.arange(ids.numel())
-    xs, ys = pos % w, pos // w
-    count = torch.bincount(ids, minlength=n)
-    big = ids.numel() + w  # larger than any coordinate: neutral start for amin
-
-    def reduce(values: Tensor, how: str, start: int) -> Tensor:
-        out = torch.full((n,), start, dtype=torch.int64)
-        return out.scatter_reduce(0, ids, values, reduce=how, include_self=True)
-
-    box = torch.stack(
-        [reduce(xs, "amin", big), reduce(ys, "amin", big), reduce(xs, "amax", -1) + 1, reduce(ys, "amax", -1) + 1],
-        dim=1,
-    )
-    keep = count >= max(int(min_pixels), 1)
-    keep[0] = False  # background
-    return box[keep].to(torch.float32), classes[keep[1:]]
+    classes = np.asarray(list(instance_classes), dtype=np.int64)
+    n = classes.size
+    if inst.size and (int(inst.min()) < 0 or int(inst.max()) > n):
+        raise ValueError(f"instance ids must lie in [0, {n}] (one class per instance)")
+    boxes, counts = instance_boxes(inst[None], n)
+    keep = counts[0] >= max(int(min_pixels), 1)
+    return torch.from_numpy(boxes[0, keep].astype(np.float32)), torch.from_numpy(classes[keep])
 
 
 def hflip_boxes(boxes: Tensor, width: int) -> Tensor:
