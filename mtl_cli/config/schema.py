@@ -205,6 +205,10 @@ class OptimConfig:
     gamma: float = 0.1
 
 
+DEFAULT_PROGRESSIVE_RESIZE = (0.5, 0.625, 0.75, 0.875)
+"""Epochs 1-4 train on inputs at these fractions of their size (32, 40, 48, 56 px of the 64 px scenes)."""
+
+
 @dataclass
 class TrainerConfig:
     """The training loop (``trainer.*``); ``configs/trainer/default.yaml`` changes none of these."""
@@ -228,6 +232,8 @@ class TrainerConfig:
     compile: bool = False  # torch.compile the model for training
     channels_last: bool = False
     accumulate: int = 1  # optimiser step every K batches (gradient accumulation)
+    # input scale of the first epochs (1.0 after the list; docs/training.md "Progressive resizing")
+    progressive_resize: List[float] = field(default_factory=lambda: list(DEFAULT_PROGRESSIVE_RESIZE))
     grad_clip: Optional[float] = None  # max global gradient norm; None = no clipping
     prefetch_factor: int = 2  # batches each DataLoader worker loads ahead (num_workers > 0)
     resume: Optional[str] = None  # run dir or checkpoint to continue from (give the run's own overrides too)

@@ -62,6 +62,7 @@ def validate(cfg: DictConfig) -> DictConfig:
     if trainer.vis_images < 0:
         raise UserError(f"trainer.vis_images={trainer.vis_images}: must be >= 0")
     _validate_speed(trainer)
+    _check_progressive_resize(list(trainer.progressive_resize))
     _validate_data(cfg.data)
     _follow_weights_normalization(cfg)
     _validate_optim(cfg.optim)
@@ -157,6 +158,13 @@ def _validate_speed(trainer: DictConfig) -> None:
         _positive("trainer.devices", trainer.devices)
     if trainer.grad_clip is not None and not (math.isfinite(trainer.grad_clip) and trainer.grad_clip > 0):
         raise UserError(f"trainer.grad_clip={trainer.grad_clip}: must be a number > 0 (or null for no clipping)")
+
+
+def _check_progressive_resize(scales: list[float]) -> None:
+    if any(not (math.isfinite(s) and 0.0 < s <= 1.0) for s in scales):
+        raise UserError(
+            f"trainer.progressive_resize={scales}: every input scale must be in (0, 1]; [] trains at full size"
+        )
 
 
 def _check_relation(relation: DictConfig, task_names: list[str]) -> None:

@@ -169,6 +169,7 @@ def trainer_settings(cfg: DictConfig) -> TrainerSettings:
         grad_clip=t.grad_clip,
         channels_last=t.channels_last,
         freeze_batchnorm=t.batch_norm.value == "frozen",
+        progressive_resize=tuple(t.progressive_resize),
     )
 
 

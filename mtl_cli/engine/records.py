@@ -16,12 +16,18 @@ def flatten_metrics(metrics: Metrics, prefix: str = "val/") -> dict[str, float]:
 
 
 def format_epoch_summary(
-    epoch: int, epochs: int, train_losses: Mapping[str, float], metrics: Metrics, seconds: float
+    epoch: int,
+    epochs: int,
+    train_losses: Mapping[str, float],
+    metrics: Metrics,
+    seconds: float,
+    input_scale: float = 1.0,
 ) -> str:
-    """A short block: the epoch's train losses, then one line of val metrics per task."""
+    """A short block: the epoch's train losses (and its input scale if resized), then one line of val metrics per task."""
     total = sum(train_losses.values())
     losses = ", ".join(f"{t} {v:.4f}" for t, v in train_losses.items())
-    lines = [f"epoch {epoch}/{epochs}  train loss {total:.4f} ({losses})  {seconds:.1f}s"]
+    resized = f"  inputs x{input_scale:g}" if input_scale != 1.0 else ""
+    lines = [f"epoch {epoch}/{epochs}  train loss {total:.4f} ({losses}){resized}  {seconds:.1f}s"]
     if metrics:
         lines.append(format_metrics(metrics))
     return "\n".join(lines)

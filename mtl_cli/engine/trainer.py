@@ -28,6 +28,7 @@ from mtl_cli.engine.divergence import PATIENCE, Diverged, DivergenceWatch
 from mtl_cli.engine.evaluate import evaluate
 from mtl_cli.engine.optim import Scheduler
 from mtl_cli.engine.precision import Precision
+from mtl_cli.engine.resolution import ProgressiveResize
 from mtl_cli.engine.rng import capture_rng_state, restore_rng_state
 from mtl_cli.engine.speed import memory_format
 from mtl_cli.engine.state import EpochProgress, TrainState
@@ -52,6 +53,7 @@ class TrainerSettings:
     grad_clip: float | None = None
     channels_last: bool = False
     freeze_batchnorm: bool = False
+    progressive_resize: Sequence[float] = ()
 
 
 @dataclass
@@ -125,6 +127,7 @@ class Trainer:
     def _setup_steps(self) -> None:
         """What the optimiser step needs: parameter lists and, under DDP, who averages what."""
         self.memory_format = memory_format(self.settings.channels_last)
+        self.resize = ProgressiveResize.for_tasks(self.settings.progressive_resize, self.tasks)
         self.ranks = distributed.current()
         self.ddp = self.train_model if isinstance(self.train_model, DistributedDataParallel) else None
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
@@ -286,6 +289,11 @@ class Trainer:
         before an optimiser step), and never by DDP for per-task-gradient methods.
         """
         images = batch["image"].to(self.device, non_blocking=True, memory_format=self.memory_format)
+        label_size: tuple[int, int] | None = None
+        scale = self.resize.scale(epoch)
+        if scale != 1.0:
+            label_size = (images.shape[-2], images.shape[-1])
+            images = self.resize.resize(images, scale).contiguous(memory_format=self.memory_format)
         valid = batch.get("valid", {})
         per_task = self.weighting.per_task_gradients
         ddp_sync = self.ddp is None or (sync and not per_task)
@@ -297,7 +305,7 @@ class Trainer:
                     preds, features = self.train_model(images), None
                 targets = {task.name: task.to_device(batch[task.name], self.device) for task in self.tasks}
                 masks = {name: mask.to(self.device) for name, mask in valid.items()}
-                batch_losses = functools.partial(self._task_losses, targets=targets, masks=masks)
+                batch_losses = functools.partial(self._task_losses, targets=targets, masks=masks, size=label_size)
                 slices = batch.get("slices")  # data=multi: each task's loss on its own batch's rows
                 if slices is not None:
                     batch_losses = functools.partial(_on_own_rows, batch_losses, slices)
@@ -338,9 +346,15 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
 
     def _task_losses(
-        self, preds: Mapping[str, Tensor], targets: Mapping[str, Tensor], masks: Mapping[str, Tensor]
+        self,
+        preds: Mapping[str, Tensor],
+        targets: Mapping[str, Tensor],
+        masks: Mapping[str, Tensor],
+        size: tuple[int, int] | None = None,
     ) -> list[Tensor]:
-        """Every task's loss on one batch, in task order."""
+        """Every task's loss on one batch, in task order (outputs for resized inputs brought to label ``size``)."""
+        if size is not None:
+            preds = {task.name: task.prediction_at(preds[task.name], size) for task in self.tasks}
         return [task.loss(preds[task.name], targets[task.name], masks.get(task.name)) for task in self.tasks]
 
     # ----------------------------------------------------------------- stopping

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtl_cli.errors import UserError
@@ -48,6 +49,8 @@ class Task(abc.ABC):
     needs_num_classes: ClassVar[bool] = False
     output_offset: float = 0.0
     output_scale: float = 1.0
+    trains_on_resized_inputs: ClassVar[bool] = True
+    """Whether ``prediction_at`` can score an output for a resized input (``trainer.progressive_resize``)."""
 
     def __init__(self, name: str, settings: Mapping[str, Any]) -> None:
         self.name = name
@@ -189,6 +192,17 @@ class Task(abc.ABC):
     def predict(self, pred: Tensor) -> Tensor:
         """Turn raw head output into the task's prediction (for pictures and export)."""
         return pred
+
+    def prediction_at(self, pred: Tensor, size: tuple[int, int]) -> Tensor:
+        """The raw output for an input resized in training, brought to the label size ``size``.
+
+        Dense outputs are resampled bilinearly (as the heads bring their finest map to the
+        input size), so labels are never resampled; image-level outputs do not depend on
+        the input size.
+        """
+        if not self.dense or tuple(pred.shape[-2:]) == tuple(size):
+            return pred
+        return F.interpolate(pred, size=size, mode="bilinear", align_corners=False)
 
     def metric_input(self, pred: Tensor) -> Any:
         """What validation passes to the metric accumulator for the raw head output ``pred``.

@@ -53,6 +53,7 @@ class DetectionTask(Task):
     primary_metric = "map"
     needs_num_classes = True
     label_suffixes: ClassVar[tuple[str, ...]] = ()
+    trains_on_resized_inputs = False  # boxes and the regression are in input pixels: no progressive resize
 
     def __init__(self, name: str, settings: dict) -> None:
         super().__init__(name, settings)
