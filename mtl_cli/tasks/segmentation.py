@@ -56,7 +56,7 @@ class SegmentationTask(Task):
         return SegmentationMetrics(self.num_classes, ignore_index=self.ignore_index)
 
     def predict(self, pred: Tensor) -> Tensor:
-        return pred.argmax(dim=1)
+        return pred.max(dim=1).indices  # argmax (first maximum), faster on CPU
 
     @classmethod
     def missing_label(cls, spec: LabelSpec, size: tuple[int, int]) -> Tensor:
