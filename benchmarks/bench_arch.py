@@ -20,6 +20,7 @@ import time
 
 import torch
 from hydra import compose, initialize_config_dir
+from speed_config import FULL_SIZE
 from torch.utils.data import DataLoader
 
 from mtl_cli.config import CONFIG_DIR, register_configs, validate
@@ -52,7 +53,7 @@ def main() -> None:
     variants.update({f"shared_layers {extra}": ["arch=shared_layers", extra] for extra in args.extra})
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         configs = {
-            name: validate(compose("train", overrides=["trainer.progress=false", *args.overrides, *extra]))
+            name: validate(compose("train", overrides=["trainer.progress=false", FULL_SIZE, *args.overrides, *extra]))
             for name, extra in variants.items()
         }
     first = next(iter(configs.values()))

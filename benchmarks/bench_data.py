@@ -35,6 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests" / "data")]
 
 from data_layouts import write_celeba, write_cityscapes, write_folder, write_nyuv2  # noqa: E402
+from speed_config import FULL_SIZE  # noqa: E402
 
 from mtl_cli.config import CONFIG_DIR, register_configs, validate  # noqa: E402
 from mtl_cli.engine.build import build_trainer  # noqa: E402
@@ -132,6 +133,7 @@ def main() -> None:
             overrides = DATASETS[name](Path(tmp) / name, args.samples)
             common = [
                 *overrides,
+                FULL_SIZE,
                 f"trainer.batch_size={args.batch}",
                 f"trainer.device={args.device}",
                 "trainer.progress=false",

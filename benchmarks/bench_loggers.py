@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import torch
+from speed_config import FULL_SIZE
 from torch import nn
 
 from mtl_cli.loggers import GuardedLogger, RunInfo, build_loggers, logger_config
@@ -141,7 +142,7 @@ def loop_overhead(steps: int, rounds: int, overrides: list[str], root: Path) -> 
 
     register_configs()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = validate(compose("train", overrides=["trainer.progress=false", ALL, *overrides]))
+        cfg = validate(compose("train", overrides=["trainer.progress=false", FULL_SIZE, ALL, *overrides]))
     cfg.data.num_train, cfg.data.num_val = steps * cfg.trainer.batch_size, cfg.trainer.batch_size
     trainer = build_trainer(cfg, root / "outputs" / "loop")
     tracked = list(trainer.callbacks)

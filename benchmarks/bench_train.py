@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 from hydra import compose, initialize_config_dir
+from speed_config import FULL_SIZE
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from mtl_cli.config import CONFIG_DIR, register_configs, validate
@@ -98,7 +99,7 @@ def main() -> None:
     ]
     register_configs()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = validate(compose("train", overrides=["trainer.progress=false", *speed, *args.overrides]))
+        cfg = validate(compose("train", overrides=["trainer.progress=false", FULL_SIZE, *speed, *args.overrides]))
     batch_size = cfg.trainer.batch_size
     cfg.data.num_train = args.steps * batch_size  # render only what the rounds use
     cfg.data.num_val = batch_size

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from bench_train import plain_epoch
 from hydra import compose, initialize_config_dir
+from speed_config import FULL_SIZE
 
 from mtl_cli.config import CONFIG_DIR, register_configs, validate
 from mtl_cli.engine.build import build_trainer
@@ -79,7 +80,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     register_configs()
-    common = [*DEFAULTS, "trainer.progress=false", "trainer.epochs=1", *args.overrides]
+    common = [*DEFAULTS, "trainer.progress=false", FULL_SIZE, "trainer.epochs=1", *args.overrides]
 
     def config(*overrides: str):
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):

@@ -232,7 +232,7 @@ class TrainerConfig:
     compile: bool = False  # torch.compile the model for training
     channels_last: bool = False
     accumulate: int = 1  # optimiser step every K batches (gradient accumulation)
-    # input scale of the first epochs (1.0 after the list; docs/training.md "Progressive resizing")
+    # input scale of epochs 1, 2, ... (full size after the list; docs/distributed-and-speed.md "Progressive resizing")
     progressive_resize: List[float] = field(default_factory=lambda: list(DEFAULT_PROGRESSIVE_RESIZE))
     grad_clip: Optional[float] = None  # max global gradient norm; None = no clipping
     prefetch_factor: int = 2  # batches each DataLoader worker loads ahead (num_workers > 0)

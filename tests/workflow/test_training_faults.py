@@ -24,9 +24,9 @@ def _losses_from(call: int, change):
     original = Trainer._task_losses
     calls = [0]
 
-    def wrapped(self, preds, targets, masks):
+    def wrapped(self, preds, targets, masks, size=None):
         calls[0] += 1
-        losses = original(self, preds, targets, masks)
+        losses = original(self, preds, targets, masks, size)
         return [change(loss) for loss in losses] if calls[0] >= call else losses
 
     return wrapped
