@@ -234,6 +234,7 @@ class TrainerConfig:
     accumulate: int = 1  # optimiser step every K batches (gradient accumulation)
     # input scale of epochs 1, 2, ... (full size after the list; docs/distributed-and-speed.md "Progressive resizing")
     progressive_resize: List[float] = field(default_factory=lambda: list(DEFAULT_PROGRESSIVE_RESIZE))
+    progressive_resize_min_size: int = 32  # no resized input is smaller than this on its shorter side
     grad_clip: Optional[float] = None  # max global gradient norm; None = no clipping
     prefetch_factor: int = 2  # batches each DataLoader worker loads ahead (num_workers > 0)
     resume: Optional[str] = None  # run dir or checkpoint to continue from (give the run's own overrides too)

@@ -63,6 +63,7 @@ def validate(cfg: DictConfig) -> DictConfig:
         raise UserError(f"trainer.vis_images={trainer.vis_images}: must be >= 0")
     _validate_speed(trainer)
     _check_progressive_resize(list(trainer.progressive_resize))
+    _positive("trainer.progressive_resize_min_size", trainer.progressive_resize_min_size)
     _validate_data(cfg.data)
     _follow_weights_normalization(cfg)
     _validate_optim(cfg.optim)

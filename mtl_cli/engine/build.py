@@ -170,6 +170,7 @@ def trainer_settings(cfg: DictConfig) -> TrainerSettings:
         channels_last=t.channels_last,
         freeze_batchnorm=t.batch_norm.value == "frozen",
         progressive_resize=tuple(t.progressive_resize),
+        progressive_resize_min_size=t.progressive_resize_min_size,
     )
 
 

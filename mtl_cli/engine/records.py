@@ -21,12 +21,12 @@ def format_epoch_summary(
     train_losses: Mapping[str, float],
     metrics: Metrics,
     seconds: float,
-    input_scale: float = 1.0,
+    input_size: tuple[int, int] | None = None,
 ) -> str:
-    """A short block: the epoch's train losses (and its input scale if resized), then one line of val metrics per task."""
+    """A short block: the epoch's train losses (and its input size if resized), then one line of val metrics per task."""
     total = sum(train_losses.values())
     losses = ", ".join(f"{t} {v:.4f}" for t, v in train_losses.items())
-    resized = f"  inputs x{input_scale:g}" if input_scale != 1.0 else ""
+    resized = f"  inputs {input_size[0]}x{input_size[1]}" if input_size else ""
     lines = [f"epoch {epoch}/{epochs}  train loss {total:.4f} ({losses}){resized}  {seconds:.1f}s"]
     if metrics:
         lines.append(format_metrics(metrics))

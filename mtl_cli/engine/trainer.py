@@ -54,6 +54,7 @@ class TrainerSettings:
     channels_last: bool = False
     freeze_batchnorm: bool = False
     progressive_resize: Sequence[float] = ()
+    progressive_resize_min_size: int = 1
 
 
 @dataclass
@@ -127,7 +128,10 @@ class Trainer:
     def _setup_steps(self) -> None:
         """What the optimiser step needs: parameter lists and, under DDP, who averages what."""
         self.memory_format = memory_format(self.settings.channels_last)
-        self.resize = ProgressiveResize.for_tasks(self.settings.progressive_resize, self.tasks)
+        self.resized_to: tuple[int, int] | None = None  # the latest batch's input size, if resized
+        self.resize = ProgressiveResize.for_tasks(
+            self.settings.progressive_resize, self.tasks, self.settings.progressive_resize_min_size
+        )
         self.ranks = distributed.current()
         self.ddp = self.train_model if isinstance(self.train_model, DistributedDataParallel) else None
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
@@ -290,10 +294,14 @@ class Trainer:
         """
         images = batch["image"].to(self.device, non_blocking=True, memory_format=self.memory_format)
         label_size: tuple[int, int] | None = None
+        self.resized_to = None
         scale = self.resize.scale(epoch)
         if scale != 1.0:
-            label_size = (images.shape[-2], images.shape[-1])
-            images = self.resize.resize(images, scale).contiguous(memory_format=self.memory_format)
+            resized = self.resize.resize(images, scale)
+            if resized is not images:
+                label_size = (images.shape[-2], images.shape[-1])
+                images = resized.contiguous(memory_format=self.memory_format)
+                self.resized_to = (images.shape[-2], images.shape[-1])
         valid = batch.get("valid", {})
         per_task = self.weighting.per_task_gradients
         ddp_sync = self.ddp is None or (sync and not per_task)

@@ -19,5 +19,5 @@ class EpochSummary(Callback):
 
     def on_epoch_end(self, trainer: Trainer, record: EpochRecord) -> None:
         epochs = trainer.settings.epochs
-        scale = trainer.resize.scale(record.epoch)
-        log.info(format_epoch_summary(record.epoch, epochs, record.losses, record.metrics, record.seconds, scale))
+        size = trainer.resized_to
+        log.info(format_epoch_summary(record.epoch, epochs, record.losses, record.metrics, record.seconds, size))
