@@ -86,7 +86,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds per loop (after one warm-up)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--precision", choices=["32", "bf16", "16"], default="32")
-    parser.add_argument("--channels-last", action="store_true", help="channels-last memory layout (both loops)")
+    parser.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        help="channels-last memory layout in both loops (default: the config's trainer.channels_last)",
+    )
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (both loops)")
     parser.add_argument("--crop", nargs=2, type=int, metavar=("H", "W"), help="train on H x W crops of the scenes")
     args = parser.parse_args()
@@ -94,9 +98,10 @@ def main() -> None:
     speed = [
         f"trainer.device={args.device}",
         f"trainer.precision={args.precision}",
-        f"trainer.channels_last={str(args.channels_last).lower()}",
         f"trainer.compile={str(args.compile).lower()}",
     ]
+    if args.channels_last is not None:
+        speed.append(f"trainer.channels_last={str(args.channels_last).lower()}")
     register_configs()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = validate(compose("train", overrides=["trainer.progress=false", FULL_SIZE, *speed, *args.overrides]))

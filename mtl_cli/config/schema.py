@@ -196,7 +196,7 @@ RelationConfig = dataclasses.dataclass(init=False, repr=False, eq=False)(
 @dataclass
 class OptimConfig:
     name: OptimizerName = OptimizerName.adam
-    lr: float = 3e-3
+    lr: float = 8e-3
     weight_decay: float = 0.0
     momentum: float = 0.9
     scheduler: SchedulerName = SchedulerName.cosine  # cosine: per optimiser step, after the warm-up
@@ -214,7 +214,7 @@ class TrainerConfig:
     """The training loop (``trainer.*``); ``configs/trainer/default.yaml`` changes none of these."""
 
     epochs: int = 5
-    batch_size: int = 16
+    batch_size: int = 32
     device: Device = Device.auto  # auto | cpu | cuda
     seed: int = 0
     num_workers: int = 0
@@ -230,7 +230,7 @@ class TrainerConfig:
     # speed (README "Mixed precision and speed")
     precision: str = "32"  # 32 | bf16 | 16 (fp16 with a GradScaler, GPU only)
     compile: bool = False  # torch.compile the model for training
-    channels_last: bool = False
+    channels_last: bool = True  # weights and images in channels-last layout (faster convolutions)
     accumulate: int = 1  # optimiser step every K batches (gradient accumulation)
     # input scale of epochs 1, 2, ... (full size after the list; docs/distributed-and-speed.md "Progressive resizing")
     progressive_resize: List[float] = field(default_factory=lambda: list(DEFAULT_PROGRESSIVE_RESIZE))

@@ -34,6 +34,9 @@ def test_bench_default_run_times_each_seed_and_compares_the_means_with_the_targe
     lines = proc.stdout.splitlines()
     rows = {line.split(" | ")[0].strip("| "): line for line in lines if line.startswith("| ")}
     assert set(rows) >= {"seed", "0", "1", "mean"}
+    assert "reference step ms" in rows["seed"]
+    reference = [float(rows[seed].split(" | ")[2]) for seed in ("0", "1")]
+    assert all(ms > 0 for ms in reference)  # the machine's speed, measured before each run
     mean_cls = sum(r["metrics"]["cls"]["accuracy"] for r in runs) / 2
     assert f"{mean_cls:.4f}" in rows["mean"]
     targets = lines[-1]
