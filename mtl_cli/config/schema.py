@@ -200,7 +200,7 @@ class OptimConfig:
     weight_decay: float = 0.0
     momentum: float = 0.9
     scheduler: SchedulerName = SchedulerName.cosine  # cosine: per optimiser step, after the warm-up
-    warmup_steps: int = 20  # cosine: optimiser steps of linear warm-up
+    warmup_steps: int = 100  # cosine: optimiser steps of linear warm-up (at most a fifth of the run)
     step_size: int = 10
     gamma: float = 0.1
 

@@ -13,11 +13,13 @@ class WarmupCosine:
 
     Over the first ``warmup`` steps the factor rises linearly to 1 (reached at step
     ``warmup``); over the remaining steps up to ``total`` it follows half a cosine to 0.
+    The warm-up takes at most a fifth of the run, so a short run still spends most of its
+    steps near the full learning rate and decays smoothly.
     """
 
     def __init__(self, total: int, warmup: int = 0) -> None:
         self.total = max(int(total), 1)
-        self.warmup = min(max(int(warmup), 0), self.total - 1)
+        self.warmup = min(max(int(warmup), 0), self.total // 5)
 
     def __call__(self, step: int) -> float:
         if step < self.warmup:

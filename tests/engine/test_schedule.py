@@ -11,12 +11,20 @@ from mtl_cli.engine.schedule import PerStepSchedule, WarmupCosine
 
 
 def test_warmup_rises_linearly_then_cosine_decays_to_zero():
-    factor = WarmupCosine(total=10, warmup=4)
+    factor = WarmupCosine(total=20, warmup=4)
     assert [factor(s) for s in range(4)] == pytest.approx([0.2, 0.4, 0.6, 0.8])
     assert factor(4) == pytest.approx(1.0)
-    assert factor(7) == pytest.approx(0.5 * (1 + math.cos(math.pi * 3 / 6)))
-    assert factor(10) == pytest.approx(0.0) and factor(50) == pytest.approx(0.0)
+    assert factor(12) == pytest.approx(0.5 * (1 + math.cos(math.pi * 8 / 16)))
+    assert factor(20) == pytest.approx(0.0) and factor(50) == pytest.approx(0.0)
     assert WarmupCosine(total=5, warmup=0)(0) == pytest.approx(1.0)
+
+
+def test_warmup_takes_at_most_a_fifth_of_a_short_run():
+    factor = WarmupCosine(total=50, warmup=100)
+    assert factor.warmup == 10
+    assert factor(9) == pytest.approx(10 / 11) and factor(10) == pytest.approx(1.0)
+    assert factor(30) == pytest.approx(0.5)  # halfway through the cosine
+    assert WarmupCosine(total=625, warmup=100).warmup == 100
 
 
 def _optimizer() -> torch.optim.Optimizer:
